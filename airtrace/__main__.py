@@ -1,0 +1,7 @@
+"""``python -m airtrace`` is the same as the ``airtrace`` console script."""
+
+import sys
+
+from airtrace.cli import main
+
+sys.exit(main())

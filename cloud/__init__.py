@@ -1,0 +1,4 @@
+"""The central service: ingest, store, fuse, invert, alert, follow events through.
+
+Never imports ``gateway``.
+"""

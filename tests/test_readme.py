@@ -1,0 +1,27 @@
+"""The README's promises are checked: its two commands, and CI running exactly the second."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```sh\n(.*?)```", text, re.S)
+    assert block, "README has no sh block"
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    cmds = _readme_commands()
+    assert len(cmds) == 2
+    assert cmds[0].endswith("airtrace demo")
+    assert "pytest" in cmds[1]
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert _readme_commands()[1] in ci
