@@ -102,7 +102,7 @@ listen = "127.0.0.1:9108"
         (('id = "GX-M-001"', 'id = "GX/M"'), "[station] id: bad station id"),
         (('mqtt = "mqtt://127.0.0.1:1883"', 'mqtt = "http://x"'), "[uplink] mqtt: must be mqtt://"),
         (("lat = 34.8123", "lat = 134.8"), "[station] lat: must be <= 90.0"),
-        (("[station]", "[statoin]"), "[station]: is required"),
+        (("[station]", "[statoin]"), "station.toml: [station] is required"),
     ],
 )
 def test_mistakes_give_one_clear_line(change: tuple[str, str], message: str) -> None:
