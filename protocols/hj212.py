@@ -36,12 +36,33 @@ from protocols.hj212_codes import (
 from protocols.registers import modbus_crc16
 
 __all__ = [
-    "CN", "CODES_2005", "DATA_CN", "FACTORS", "FACTOR_FOR_QUANTITY", "MAX_SEGMENT",
-    "NUMERIC_FIELDS", "ST", "DataFlag", "ExeRtn", "Hj212CrcError", "Hj212Error",
-    "Hj212Reassembler", "Hj212Stream", "Packet", "QnRtn", "build", "build_split", "crc16",
-    "parse", "reply_9011", "reply_9012", "reply_9013", "reply_9014", "segment_text",
+    "CN",
+    "CODES_2005",
+    "DATA_CN",
+    "FACTORS",
+    "FACTOR_FOR_QUANTITY",
+    "MAX_SEGMENT",
+    "NUMERIC_FIELDS",
+    "ST",
+    "DataFlag",
+    "ExeRtn",
+    "Hj212CrcError",
+    "Hj212Error",
+    "Hj212Reassembler",
+    "Hj212Stream",
+    "Packet",
+    "QnRtn",
+    "build",
+    "build_split",
+    "crc16",
+    "parse",
+    "reply_9011",
+    "reply_9012",
+    "reply_9013",
+    "reply_9014",
+    "segment_text",
     "split_cp",
-]  # fmt: skip
+]
 
 MAX_SEGMENT = 1024  # bytes of data segment the standard allows in one frame
 MAX_FRAME = 2 + 4 + 9999 + 4  # the largest frame a 4-digit length can announce (no CR LF)
@@ -252,9 +273,17 @@ def _parse_segment(segment: str) -> Packet:
         raise Hj212Error(f"PNO={pno} is outside 1..PNUM={pnum}", field="PNO")
     texts = {k: header.get(k) or None for k in ("QN", "ST", "CN", "PW", "MN")}
     return Packet(
-        qn=texts["QN"], st=texts["ST"], cn=texts["CN"], pw=texts["PW"], mn=texts["MN"],
-        flag=flag, pnum=pnum, pno=pno, cp=_parse_cp(segment[at + 5 : -2]), segment=segment,
-    )  # fmt: skip
+        qn=texts["QN"],
+        st=texts["ST"],
+        cn=texts["CN"],
+        pw=texts["PW"],
+        mn=texts["MN"],
+        flag=flag,
+        pnum=pnum,
+        pno=pno,
+        cp=_parse_cp(segment[at + 5 : -2]),
+        segment=segment,
+    )
 
 
 def _header_int(name: str, text: str | None) -> int | None:
@@ -587,6 +616,11 @@ class Hj212Stream(FrameSplitter[Packet, Hj212Error]):
 
     def __init__(self, *, report_every: int = 4096) -> None:
         super().__init__(
-            syncs=(b"##",), measure=_measure, decode=parse, error=Hj212Error,
-            max_frame=MAX_FRAME, ignore=b"\r\n", report_every=report_every,
-        )  # fmt: skip
+            syncs=(b"##",),
+            measure=_measure,
+            decode=parse,
+            error=Hj212Error,
+            max_frame=MAX_FRAME,
+            ignore=b"\r\n",
+            report_every=report_every,
+        )
