@@ -261,6 +261,7 @@ class Hj212Driver:
         self._owns = listener is None
         self.listener = listener or Hj212Listener(sensor.address, clock=clock)
         self.listener.register(sensor.hj212_mn, sensor.hj212_password)
+        self.last_packets: list[Received] = []  # what the last read() turned into samples
 
     @property
     def name(self) -> str:
@@ -285,6 +286,7 @@ class Hj212Driver:
                     f"for {mono - since:.0f} s", device=s.name,
                 )  # fmt: skip
             return []
+        self.last_packets = got
         samples: list[Sample] = []
         for r in got:
             samples.extend(self._samples(r))

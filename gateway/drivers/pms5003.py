@@ -27,6 +27,11 @@ class Pms5003Driver(SerialSensorDriver):
     def request_command(self) -> bytes:
         return pms5003.cmd_read()
 
+    def is_setup_done(self, frame: dict[str, Any]) -> bool:
+        if self.sensor.mode == "query":  # "passive" is acked
+            return frame.get("kind") == "ack" and frame.get("command") == "passive"
+        return frame.get("kind") == "data"  # "active" is answered with a data frame
+
     def frame_problem(self, frame: dict[str, Any]) -> str | None:
         error = frame.get("error")
         if isinstance(error, int) and error:

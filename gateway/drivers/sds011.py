@@ -25,3 +25,8 @@ class Sds011Driver(SerialSensorDriver):
 
     def request_command(self) -> bytes:
         return sds011.cmd_query_data()
+
+    def is_setup_done(self, frame: dict[str, Any]) -> bool:
+        return frame.get("reply") == "reporting_mode" and frame.get("mode") == (
+            "query" if self.sensor.mode == "query" else "active"
+        )

@@ -1,7 +1,8 @@
 """What the UART particle sensors (PMS5003, SDS011) share: a pyserial port and a frame wait.
 
 The port opens at the first ``read()`` and again after any failure (a replugged USB
-adapter comes back by itself). pyserial and OS errors are translated here, once, into
+adapter comes back by itself); on opening, the driver sends the sensor its setup
+commands (wake, reporting mode) and drops what arrives until the sensor confirms them. pyserial and OS errors are translated here, once, into
 ``DeviceError``. A poll never reports an old frame: bytes that arrived since the last
 poll are decoded and dropped (a frame still arriving is kept), then the driver waits up
 to ``timeout_s`` for the next complete data frame — in query mode after sending the
@@ -42,6 +43,7 @@ class SerialSensorDriver:
         self.frames = 0
         self.bad_frames = 0
         self._last_bad: CodecError | None = None
+        self.last_frame: dict[str, Any] | None = None  # the last data frame, decoded (probe)
 
     @property
     def name(self) -> str:
@@ -63,6 +65,12 @@ class SerialSensorDriver:
 
     def is_data(self, frame: dict[str, Any]) -> bool:
         return frame.get("kind") == "data"
+
+    def is_setup_done(self, frame: dict[str, Any]) -> bool:
+        """True for the sensor's answer to the last setup command. Until it comes (at
+        most ``timeout_s`` after opening) everything the sensor sends is dropped, so a
+        frame it streamed before it switched to query mode is never taken for an answer."""
+        return True
 
     def frame_problem(self, frame: dict[str, Any]) -> str | None:
         """Why a decoded data frame's values are not to be trusted, if they are not."""
@@ -91,10 +99,21 @@ class SerialSensorDriver:
             for command in self.setup_commands():
                 port.write(command)
             port.flush()
+            self._await_setup(port)
         except Exception as exc:
             self._drop()
             raise self._io_error(exc) from None
         return port
+
+    def _await_setup(self, port: Any) -> None:
+        deadline = time.monotonic() + self.sensor.timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            port.timeout = min(left, _SLICE_S)
+            chunk = port.read(max(1, port.in_waiting))
+            for item in self._stream.feed(chunk) if chunk else ():
+                if not isinstance(item, CodecError) and self.is_setup_done(item):
+                    return
+        log.debug("%s: no answer to the setup commands; carrying on", self.sensor.name)
 
     def _drop(self) -> None:
         port, self._port = self._port, None
@@ -143,6 +162,7 @@ class SerialSensorDriver:
                 frames = self._feed(chunk)
                 if frames:
                     self.frames += 1
+                    self.last_frame = frames[-1]
                     return self._samples(frames[-1])
         except Exception as exc:
             self._drop()

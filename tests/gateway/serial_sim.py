@@ -30,6 +30,7 @@ class UartSensor:
         self._stream: Any = pms5003.CommandStream() if kind == "pms5003" else sds011.CommandStream()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -47,12 +48,19 @@ class UartSensor:
         return sds011.build_frame(pm25=v["pm25"], pm10=v["pm10"], device_id=0x58D9)
 
     def _send(self, data: bytes) -> None:
-        if self.silent:
-            return
-        if self.garbage:
-            data, self.garbage = self.garbage + data, b""
-        self.port.write(data)
-        self.sent += 1
+        with self._send_lock:
+            if self.silent:
+                return
+            if self.garbage:
+                data, self.garbage = self.garbage + data, b""
+            self.port.write(data)
+            self.sent += 1
+
+    def go_silent(self) -> None:
+        """Stop sending; when this returns, every byte sent before has left this end."""
+        with self._send_lock:
+            self.silent = True
+            self.port.flush()
 
     def _handle(self, command: Any) -> None:
         if self.kind == "pms5003":

@@ -47,7 +47,7 @@ def line() -> Iterator[Line]:
 def _rtu(name: str, profile: str, unit: int, path: str, **kw: object) -> dict[str, object]:
     return {
         "name": name, "profile": profile, "transport": "modbus-rtu", "address": path,
-        "unit_id": unit, "interval_s": 10, "timeout_s": 0.1, "retries": 0, **kw,
+        "unit_id": unit, "interval_s": 10, "timeout_s": 1.0, "retries": 0, **kw,
     }  # fmt: skip
 
 
@@ -55,7 +55,7 @@ def _line_station(path: str, extra: str = ""):
     return station(
         [
             _rtu("th", "rs-ws-n01", 1, path),
-            _rtu("dead", "rs-pm-n01", 7, path),
+            _rtu("dead", "rs-pm-n01", 7, path, timeout_s=0.1),
             _rtu("wind", "rs-fs-n01", 2, path),
             _rtu("dust", "rs-pm-n01", 3, path),
         ],
@@ -277,7 +277,7 @@ def test_threads_poll_each_bus_until_stopped(line: Line) -> None:
         port = tcp_sim.tcp({1: Unit(holding={0: [0x0292, 0xFF9B]})})
         config = station([
             _rtu("wind", "rs-fs-n01", 2, line.path, interval_s=0.05),
-            _rtu("dead", "rs-pm-n01", 7, line.path, interval_s=0.05),
+            _rtu("dead", "rs-pm-n01", 7, line.path, interval_s=0.05, timeout_s=0.1),
             {"name": "th", "profile": "rs-ws-n01", "transport": "modbus-tcp",
              "address": f"127.0.0.1:{port}", "interval_s": 0.05},
         ])  # fmt: skip
