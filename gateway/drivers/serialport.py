@@ -2,14 +2,15 @@
 
 The port opens at the first ``read()`` and again after any failure (a replugged USB
 adapter comes back by itself); on opening, the driver sends the sensor its setup
-commands (wake, reporting mode) and drops what arrives until the sensor confirms them. pyserial and OS errors are translated here, once, into
-``DeviceError``. A poll never reports an old frame: bytes that arrived since the last
-poll are decoded and dropped (a frame still arriving is kept), then the driver waits up
-to ``timeout_s`` for the next complete data frame — in query mode after sending the
-sensor its "read" command, in active mode for the sensor's next report (set
-``timeout_s`` above the sensor's report period). Garbage and broken frames are skipped by
-the codec's resynchronising splitter and counted (``bad_frames``); a poll that saw only
-broken frames fails with the codec's reason, one that saw nothing times out.
+commands (wake, reporting mode) and drops what arrives until the sensor confirms them.
+pyserial and OS errors are translated here, once, into ``DeviceError``. A poll never
+reports an old frame: bytes that arrived since the last poll are decoded and dropped (a
+frame still arriving is kept), then the driver waits up to ``timeout_s`` for the next
+complete data frame — in query mode after sending the sensor its "read" command, in
+active mode for the sensor's next report (set ``timeout_s`` above the sensor's report
+period). Garbage and broken frames are skipped by the codec's resynchronising splitter
+and counted (``bad_frames``); a poll that saw only broken frames fails with the codec's
+reason, one that saw nothing times out.
 """
 
 from __future__ import annotations
