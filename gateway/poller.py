@@ -274,8 +274,16 @@ class Poller:
                 due = min((c.next_due for c in bus.coordinators), default=None)
             wait = 1.0 if due is None else due - self._clock.monotonic()
             if wait > 0:
-                bus.wake.wait(min(wait, 60.0))
+                bus.wake.wait(min(self._real_seconds(wait), 1.0))
             bus.wake.clear()
+
+    def _real_seconds(self, clock_seconds: float) -> float:
+        """Clock seconds as real seconds to wait: an accelerated clock (``ScaledClock``,
+        the demo's) runs ``rate`` times faster than the thread's timer."""
+        rate = getattr(self._clock, "rate", 1.0)
+        if isinstance(rate, int | float) and rate > 0:
+            return clock_seconds / rate
+        return clock_seconds
 
     def stop(self) -> None:
         """End the loops, then close every driver and link."""

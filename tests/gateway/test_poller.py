@@ -14,7 +14,7 @@ import pytest
 
 from firmware_sim.ptypair import PtyPair
 from gateway import poller as poller_module
-from gateway.clock import FakeClock, SystemClock
+from gateway.clock import FakeClock, ScaledClock, SystemClock
 from gateway.errors import DeviceError, DeviceTimeout
 from gateway.model import Flag, Sample
 from gateway.poller import FAILURES_TO_BACK_OFF, Poller
@@ -370,3 +370,19 @@ def test_disabled_sensors_are_not_polled(line: Line) -> None:
         assert set(poller.health()) == {"wind"}
     finally:
         poller.stop()
+
+
+def test_an_accelerated_clock_polls_at_its_own_pace(line: Line) -> None:
+    # 60x: a 10 s interval is a sixth of a real second; waiting in real seconds would take
+    # the 4 polls 30 s, beyond the wait below
+    clock = ScaledClock(start=1_780_000_000.0, rate=60.0)
+    sink = Collect()
+    poller = Poller(station([_rtu("wind", "rs-fs-n01", 2, line.path)]), clock=clock, sink=sink)
+    start = clock.monotonic()
+    poller.start()
+    try:
+        sink.wait_for(lambda c: len(c.batches) >= 4, timeout=20.0)
+    finally:
+        poller.stop()
+    elapsed = clock.monotonic() - start
+    assert len(sink.batches) <= elapsed / 10 + 1  # and never faster than its interval
