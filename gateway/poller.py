@@ -422,6 +422,14 @@ def _check_shared_lines(config: StationConfig) -> None:
             by_bus.setdefault(s.bus, []).append(s)
     for sensors in by_bus.values():
         first = sensors[0]
+        mns = [s.hj212_mn for s in sensors if s.transport == "hj212-tcp"]
+        for mn in mns:
+            if mns.count(mn) > 1:
+                who = f"MN {mn}" if mn else "every MN (no hj212_mn)"
+                raise ConfigError(
+                    f"{config.path}: two sensors on {first.address} claim {who}; give each "
+                    "hj212 sensor on one port its own hj212_mn"
+                )
         for s in sensors[1:]:
             if s.transport == "serial":
                 raise ConfigError(

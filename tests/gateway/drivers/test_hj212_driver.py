@@ -15,6 +15,7 @@ from gateway.model import Flag
 from gateway.poller import Poller
 from gateway.profiles import load_profile
 from protocols import hj212
+from protocols.errors import ConfigError
 from tests.conftest import free_port
 from tests.gateway.station_text import station
 
@@ -244,3 +245,10 @@ def test_two_monitors_on_one_port_through_the_poller() -> None:
         poller.stop()
     got = {b[0].sensor: b[0].raw for b in batches}
     assert got == {"east": 11.0, "west": 22.0}
+
+
+def test_two_sensors_may_not_claim_one_monitor() -> None:
+    spec = {"profile": "hj212-dust", "transport": "hj212-tcp", "address": "127.0.0.1:9212"}
+    config = station([{"name": "a", **spec}, {"name": "b", **spec}])
+    with pytest.raises(ConfigError, match=r"claim every MN \(no hj212_mn\)"):
+        Poller(config, clock=FakeClock(), sink=lambda _s: None)
