@@ -126,10 +126,7 @@ def scan(
     from gateway.clock import SystemClock
     from gateway.profiles import load_profile
 
-    try:
-        rates = [int(b) for b in baudrates.split(",") if b.strip()]
-    except ValueError:
-        raise InputError(f"--baud: {baudrates!r} is not a list of baud rates") from None
+    rates = scanning.parse_baudrates(baudrates)
     profiles = scanning.modbus_profiles()
     profiles += [load_profile(f) for f in extra_profiles]
     progress = None if json_out else (lambda msg: click.echo(msg, err=True))

@@ -28,7 +28,7 @@ from protocols.errors import CodecError, InputError
 from protocols.quantities import QUANTITIES
 from protocols.registers import RegisterError, decode
 
-__all__ = ["Found", "fingerprint", "parse_port", "parse_units", "render", "scan"]
+__all__ = ["Found", "fingerprint", "parse_baudrates", "parse_port", "parse_units", "render", "scan"]
 
 DEFAULT_BAUDRATES = (9600, 4800, 19200, 2400)
 
@@ -86,6 +86,17 @@ def parse_port(port: str) -> str:
     if sep and host and number.isdigit() and 0 < int(number) < 65536:
         return "modbus-tcp"
     raise InputError(f"--port must be a serial device (/dev/ttyUSB0) or host:port, got {port!r}")
+
+
+def parse_baudrates(text: str) -> list[int]:
+    """``9600,4800`` -> baud rates, in the order given."""
+    try:
+        rates = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise InputError(f"--baud: {text!r} is not a list of baud rates") from None
+    if not rates or any(not 300 <= r <= 921_600 for r in rates):
+        raise InputError(f"--baud: {text!r}: baud rates are 300..921600")
+    return rates
 
 
 def parse_units(text: str) -> list[int]:

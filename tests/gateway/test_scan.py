@@ -115,7 +115,11 @@ def test_arguments() -> None:
 
 
 def test_bad_arguments_exit_2(cli) -> None:
-    for args in (["--port", "nowhere"], ["--port", "/dev/null", "--units", "0"]):
+    for args in (
+        ["--port", "nowhere"],
+        ["--port", "/dev/null", "--units", "0"],
+        ["--port", "/dev/null", "--baud", "fast"],
+    ):
         r = cli("gateway", "scan", *args)
         assert r.code == 2 and r.stderr.count("\n") == 1, r.stderr
         assert r.stderr.startswith("airtrace: error: --")
