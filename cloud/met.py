@@ -186,8 +186,7 @@ def derive_stability(
         return Stability(stability_from_obukhov(obukhov_m, z0_m), "obukhov")
     elevation = solar_elevation_deg(t_epoch_s, *lat_lon) if lat_lon else None
     if sigma_theta_deg is not None and math.isfinite(sigma_theta_deg):
-        # without a position, take the hours 06-18 UTC-free guess: treat as daytime only
-        # when the sun is known to be up; unknown -> the daytime table (the milder one)
+        # without a position the sun is unknown: use the daytime adjustment, the milder one
         daytime = elevation is None or elevation > 0
         return Stability(
             stability_from_sigma_theta(sigma_theta_deg, u_ms, daytime=daytime), "sigma_theta"
