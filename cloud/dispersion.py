@@ -308,7 +308,7 @@ def plume(
     z_m: ArrayLike,
     *,
     h_m: ArrayLike,
-    u_ms: float,
+    u_ms: ArrayLike,
     stability: str | Sequence[str],
     terrain: str = "urban",
     mixing_height_m: float | None = None,
@@ -318,21 +318,24 @@ def plume(
 ) -> FloatArray:
     """Steady Gaussian plume concentration (ug/m3) with ground reflection; zero upwind.
 
-    All array arguments broadcast. ``stability`` is a Pasquill class "A".."F" (or an
-    array of them, broadcasting too); ``terrain`` picks the Briggs "rural" or "urban"
-    sigma set. Keyword extras: ``mixing_height_m`` (lid reflection), ``meander_deg``
-    (extra sub-hour meander), ``sigma_y0_m``/``sigma_z0_m`` (initial source size).
+    All array arguments broadcast, the wind speed and the class included. ``stability`` is
+    a Pasquill class "A".."F" (or an array of them); ``terrain`` picks the Briggs "rural"
+    or "urban" sigma set. Winds below ``U_MIN_MS`` count as 1 m/s. Keyword extras:
+    ``mixing_height_m`` (lid reflection), ``meander_deg`` (extra sub-hour meander),
+    ``sigma_y0_m``/``sigma_z0_m`` (initial source size).
     """
     t = _terrain(terrain)
-    if not np.isfinite(u_ms) or u_ms < 0:
+    u_arr = np.asarray(u_ms, dtype=float)
+    if not np.all(np.isfinite(u_arr)) or np.any(u_arr < 0):
         raise InputError(f"wind speed {u_ms!r} m/s is not a non-negative number", value=u_ms)
     stab = np.asarray(stability)
-    q, x, y, z, h, s = np.broadcast_arrays(
+    q, x, y, z, h, u, s = np.broadcast_arrays(
         np.asarray(q_g_s, dtype=float),
         np.asarray(x_m, dtype=float),
         np.asarray(y_m, dtype=float),
         np.asarray(z_m, dtype=float),
         np.asarray(h_m, dtype=float),
+        u_arr,
         stab,
     )
     out = np.zeros(x.shape, dtype=float)
@@ -344,7 +347,7 @@ def plume(
             y[sel],
             z=z[sel],
             h_m=h[sel],
-            u_ms=u_ms,
+            u_ms=1.0,
             class_idx=ci,
             terrain=t,
             mixing_height_m=mixing_height_m,
@@ -352,5 +355,5 @@ def plume(
             sigma_y0_m=sigma_y0_m,
             sigma_z0_m=sigma_z0_m,
         )
-    result: FloatArray = out * q
+    result: FloatArray = out * q / np.maximum(u, U_MIN_MS)
     return result

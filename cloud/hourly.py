@@ -153,8 +153,12 @@ class HourlyJob:
     last_done: int | None = None  # the last hour handled (run or given up)
     runs: int = 0
     failures: int = 0
-    cache: MatrixCache = field(default_factory=MatrixCache)
+    cache: MatrixCache | None = None  # default: room for one window and a spare hour
     _tries: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.cache is None:
+            self.cache = MatrixCache(max_blocks=self.config.window_hours + 2)
 
     def latest_due(self) -> int:
         """The start of the newest hour whose results may be computed now."""

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+GRADIENT_PRIOR = 10.0  # ug/m3 per km
+
 
 @dataclass
 class Stack:
@@ -73,6 +75,12 @@ class Stack:
         if self.gradient:
             cols += [self.gx, self.gy]
         return np.column_stack(cols)
+
+    def nuisance_prior(self) -> np.ndarray:
+        """Prior precision of (background, gradient): flat for the background, a weak
+        10 ug/m3-per-km prior on the gradient so an hour with few stations stays defined."""
+        p = 3 if self.gradient else 1
+        return np.diag([0.0] + [1.0 / GRADIENT_PRIOR**2] * (p - 1))
 
 
 def _hour_sums(st: Stack, arr: np.ndarray) -> np.ndarray:
@@ -116,7 +124,7 @@ class Scanner:
         self.a = a
         hours = st.hour_index()
         moments = _hour_sums(st, (w[:, None, None] * a[:, :, None] * a[:, None, :]).T).T
-        self.minv = np.linalg.inv(moments + 1e-9 * np.eye(a.shape[1]))  # (T, p, p)
+        self.minv = np.linalg.inv(moments + st.nuisance_prior() + 1e-9 * np.eye(a.shape[1]))
         self.hours = hours
         d = np.zeros((st.n_hours, st.n_cells))
         for t, blk in enumerate(st.blocks):
@@ -231,6 +239,7 @@ def profile(
         qbar = np.maximum(np.broadcast_to(np.asarray(q0, float), (n_k, n_s)), 1e-6).copy()
     q_ht = np.repeat(qbar[:, :, None], n_t, axis=2)  # (K, S, T)
     at = a.T  # (p, n_a)
+    prior_p = st.nuisance_prior() + 1e-9 * np.eye(p)
     for it in range(iterations + 1):
         src = np.einsum("ksn,ksn->kn", h, q_ht[:, :, hours]) if n_s else np.zeros((n_k, n_a))
         s2 = s2obs[None, :] + (f * src) ** 2
@@ -238,7 +247,7 @@ def profile(
         wa = w[:, None, :] * at[None]  # (K, p, n_a)
         aa = hsum(wa[:, :, None, :] * at[None, None, :, :]) + aa_p.transpose(1, 2, 0)[None]
         ay = hsum(wa * y) + ay_p.T[None]  # (K, p, T)
-        minv = np.linalg.inv(aa.transpose(0, 3, 1, 2) + 1e-9 * np.eye(p))  # (K, T, p, p)
+        minv = np.linalg.inv(aa.transpose(0, 3, 1, 2) + prior_p)  # (K, T, p, p)
         if n_s == 0 or it == iterations:
             break
         ah = hsum(wa[:, :, None, :] * h[:, None, :, :])  # (K, p, S, T)
@@ -272,6 +281,8 @@ def profile(
     # unreached rows: sum w (y - a.b)^2 = yy - 2 b.ay + b' aa b, hour by hour
     chi2 += np.sum(yy_p[None] - 2.0 * np.einsum("ktp,tp->kt", beta, ay_p)
                    + np.einsum("ktp,tpq,ktq->kt", beta, aa_p, beta), axis=1)
+    # the gradient prior's own term
+    chi2 += np.einsum("ktp,pq,ktq->k", beta, st.nuisance_prior(), beta)
     cost = chi2 + np.sum(np.log(s2), axis=1) + logdet_p
     var = np.zeros((n_k, n_s))
     qbar = q_ht.mean(axis=2) if n_s else np.zeros((n_k, 0))

@@ -151,3 +151,12 @@ def test_prairie_grass_reference_cases_within_a_factor_two(
     for x, obs in zip((50.0, 100.0), observed, strict=True):
         c = float(plume(q, x, 0.0, 1.5, h_m=0.46, u_ms=u, stability=cls, terrain="rural")) / 1000
         assert 0.5 <= c / obs <= 2.0, (cls, x, c, obs)
+
+
+def test_wind_speed_broadcasts_like_the_rest() -> None:
+    c = plume(1.0, 500.0, 0.0, 1.5, h_m=1.0, u_ms=np.array([1.0, 2.0, 4.0]), stability="D")
+    assert c.shape == (3,)
+    assert c[0] == pytest.approx(2 * c[1])
+    assert c[1] == pytest.approx(2 * c[2])
+    with pytest.raises(InputError, match="wind speed"):
+        plume(1.0, 500.0, 0.0, 1.5, h_m=1.0, u_ms=np.array([1.0, np.nan]), stability="D")

@@ -109,6 +109,7 @@ def test_hours_fall_due_after_the_lag_and_each_runs_once(data) -> None:
     clock.t = T0 + 11 * 3600 + 400  # three hours later: catch up in order
     assert [r.hour_start for r in job.tick()] == [T0 + 8 * 3600, T0 + 9 * 3600, T0 + 10 * 3600]
     assert job.runs == 5
+    assert job.cache is not None
     assert job.cache.reused > 0  # windows share hours, blocks are built once
 
 

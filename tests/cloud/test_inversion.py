@@ -11,7 +11,7 @@ import pytest
 from cloud.inventory import _ar1_apply
 from cloud.inversion import invert
 from cloud.inversion_matrix import Grid, HourMet, MatrixCache, hour_block, point_responses
-from cloud.inversion_scan import Scanner, Stack, profile
+from cloud.inversion_scan import GRADIENT_PRIOR, Scanner, Stack, profile
 from cloud.inversion_types import InversionConfig, MetRow, SiteRow
 from tests.cloud._synthetic import DOMAIN, T0, make
 
@@ -77,6 +77,13 @@ def test_calm_and_unmet_hours_are_left_out_and_reported() -> None:
     assert any("calm" in w for w in res.warnings)
 
 
+def test_a_lone_station_hour_is_its_own_background() -> None:
+    obs, met = make([], hours=1)
+    res = invert(obs[:1], met, DOMAIN, config=FAST)
+    assert res.sources == ()
+    assert res.background_ug_m3 == pytest.approx(obs[0].value)
+
+
 def test_no_usable_hour_gives_an_empty_result_not_an_error() -> None:
     obs, met = make([(1450.0, 1550.0, 2.0)], hours=2)
     res = invert(obs, [MetRow(m.time, 0.2, 0.0, "F") for m in met], DOMAIN, config=FAST)
@@ -96,16 +103,26 @@ def _one_hour_stack(seed: int) -> tuple[Stack, np.ndarray]:
     return st, 1.0 / sig**2
 
 
+def _wls(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float]:
+    """Weighted least squares with the gradient's weak prior as two pseudo-observations
+    (columns 1 and 2 of ``x`` are the gradient); returns (coefficients, objective)."""
+    sw = np.sqrt(w)
+    prior = np.zeros((2, x.shape[1]))
+    prior[0, 1] = prior[1, 2] = 1.0 / GRADIENT_PRIOR
+    xa = np.vstack([x * sw[:, None], prior])
+    ya = np.concatenate([y * sw, [0.0, 0.0]])
+    coef, *_ = np.linalg.lstsq(xa, ya, rcond=None)
+    return coef, float(np.sum((ya - xa @ coef) ** 2))
+
+
 def test_scan_information_matches_brute_force_least_squares() -> None:
     st, w = _one_hour_stack(7)
     scanner = Scanner(st, w, tau=0.8)
     wr = w * scanner.residual(st.y)
     a = st.design()
-    sw = np.sqrt(w)
 
     def chi2(x: np.ndarray) -> float:
-        coef, *_ = np.linalg.lstsq(x * sw[:, None], st.y * sw, rcond=None)
-        return float(np.sum(w * (st.y - x @ coef) ** 2))
+        return _wls(x, st.y, w)[1]
 
     base = chi2(a)
     for j in range(st.n_cells):
@@ -120,10 +137,9 @@ def test_profile_without_model_error_is_weighted_least_squares() -> None:
     h = st.blocks[0][:, 4:5].astype(float)
     prof = profile(st, None, h, f=0.0, tau=0.8, q0=np.array([2.0]))
     a = np.column_stack([st.design(), h[:, 0]])
-    sw = np.sqrt(w)
-    coef, *_ = np.linalg.lstsq(a * sw[:, None], st.y * sw, rcond=None)
+    coef, objective = _wls(a, st.y, w)
     assert prof.rates[0, 0] == pytest.approx(coef[-1], rel=1e-6)
-    assert prof.chi2[0] == pytest.approx(float(np.sum(w * (st.y - a @ coef) ** 2)), rel=1e-6)
+    assert prof.chi2[0] == pytest.approx(objective, rel=1e-6)
     assert prof.pred is not None
     np.testing.assert_allclose(prof.pred[0], a @ coef, rtol=1e-6)
 
