@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -145,58 +146,88 @@ class World:
 
     # ----------------------------------------------------------------- building
     @classmethod
-    def generate(cls, seed: int, **options: object) -> World:
-        """A district from a seed; see ``firmware_sim.world_layout.build_layout`` for the
-        layout options (``n_stations``, ``spacing_m`` or ``domain``, ``kinds``,
-        ``sites_per_km2``, ``n_sources``, ``source_kinds``, ``off_registry``,
-        ``dust_at_sites``, ...). World options: ``start`` (epoch s), ``origin_lat_lon``,
-        ``truth_model`` ("plume" | "puff"), ``sigma_set`` ("briggs-urban" |
-        "briggs-rural" | "pg-martin"), ``background_ug_m3``, ``gradient_ug_m3_per_km``,
-        ``local_ug_m3``, ``mean_wind_ms``, ``turning_deg``, ``meander`` (scale, 0 = none),
-        ``met_error_deg`` (error of the reported hourly direction), ``fixed_wind``
-        (a ``FixedWind``: constant weather).
+    def generate(
+        cls,
+        seed: int,
+        *,
+        n_stations: int | None = None,
+        spacing_m: float = 550.0,
+        domain: tuple[float, float, float, float] | None = None,
+        kinds: dict[str, float] | None = None,
+        dust_at_sites: bool = True,
+        sites_per_km2: float = 6.0,
+        site_kinds: dict[str, float] | None = None,
+        n_sources: int = 1,
+        source_kinds: tuple[str, ...] = ("construction",),
+        off_registry: int = 0,
+        source_margin_m: float | None = None,
+        rate_range_g_s: tuple[float, float] | None = None,
+        stations: list[dict[str, Any]] | None = None,
+        sources: list[dict[str, Any]] | None = None,
+        start: int = DEFAULT_START,
+        origin_lat_lon: tuple[float, float] = (34.8, 113.55),
+        truth_model: str = "plume",
+        sigma_set: str = "briggs-urban",
+        background_ug_m3: float = 60.0,
+        gradient_ug_m3_per_km: float = 4.0,
+        local_ug_m3: float = 3.0,
+        mean_wind_ms: float = 3.0,
+        turning_deg: float = 80.0,
+        meander: float = 1.0,
+        met_error_deg: float = 3.0,
+        fixed_wind: FixedWind | None = None,
+    ) -> World:
+        """A district from a seed.
+
+        Layout (``firmware_sim.world_layout.build_layout``): ``n_stations`` on a jittered
+        grid at ``spacing_m`` (or filling ``domain``), kinds mixed by ``kinds`` (fractions
+        of reference | micro | dust | met; dust monitors stand at construction sites when
+        ``dust_at_sites``), ``sites_per_km2`` registered sites mixed by ``site_kinds``,
+        ``n_sources`` hidden sources of ``source_kinds`` (cycled), the last
+        ``off_registry`` of them on no register, ``source_margin_m`` inside the edge,
+        PM10 rates drawn from ``rate_range_g_s`` (default: by kind); ``stations`` and
+        ``sources`` as dicts replace the generated ones.
+        World: ``start`` (epoch s), ``origin_lat_lon``, ``truth_model`` ("plume" | "puff"),
+        ``sigma_set`` ("briggs-urban" | "briggs-rural" | "pg-martin"), PM10
+        ``background_ug_m3`` with ``gradient_ug_m3_per_km``, ``local_ug_m3`` (unmodelled
+        traffic near stations), weather (``mean_wind_ms``, ``turning_deg``, ``meander``
+        scale, 0 = none, or ``fixed_wind``), ``met_error_deg`` (error of the reported
+        hourly wind direction).
         """
-        opts = dict(options)
-        start = int(opts.pop("start", DEFAULT_START))  # type: ignore[call-overload]
-        origin = tuple(opts.pop("origin_lat_lon", (34.8, 113.55)))  # type: ignore[arg-type]
-        truth_model = str(opts.pop("truth_model", "plume"))
-        sigma_set = str(opts.pop("sigma_set", "briggs-urban"))
         if truth_model not in ("plume", "puff"):
             raise InputError(f"truth_model {truth_model!r} is not 'plume' or 'puff'")
         if sigma_set not in physics.SIGMA_SETS:
             raise InputError(f"sigma_set {sigma_set!r} is not one of {physics.SIGMA_SETS}")
-        world_keys = ("background_ug_m3", "gradient_ug_m3_per_km", "local_ug_m3", "met_error_deg")
-        world_opts = {k: float(opts.pop(k)) for k in world_keys if k in opts}  # type: ignore[arg-type]
-        fixed = opts.pop("fixed_wind", None)
-        if fixed is not None and not isinstance(fixed, FixedWind):
+        if fixed_wind is not None and not isinstance(fixed_wind, FixedWind):
             raise InputError("fixed_wind must be a firmware_sim.world_fields.FixedWind")
-        weather = Weather(
-            seed,
-            float(origin[0]),
-            float(origin[1]),
-            mean_speed_ms=float(opts.pop("mean_wind_ms", 3.0)),  # type: ignore[arg-type]
-            turning_deg=float(opts.pop("turning_deg", 80.0)),  # type: ignore[arg-type]
-            meander=float(opts.pop("meander", 1.0)),  # type: ignore[arg-type]
-            fixed=fixed,
-        )
-        layout: Layout = build_layout(seed, **opts)  # type: ignore[arg-type]
-        lat0, lon0 = float(origin[0]), float(origin[1])
-        stations = tuple(
+        lat0, lon0 = float(origin_lat_lon[0]), float(origin_lat_lon[1])
+        weather = Weather(seed, lat0, lon0, mean_speed_ms=mean_wind_ms, turning_deg=turning_deg,
+                          meander=meander, fixed=fixed_wind)
+        layout: Layout = build_layout(
+            seed, n_stations=n_stations, spacing_m=spacing_m, domain=domain, kinds=kinds,
+            dust_at_sites=dust_at_sites, sites_per_km2=sites_per_km2, site_kinds=site_kinds,
+            n_sources=n_sources, source_kinds=source_kinds, off_registry=off_registry,
+            source_margin_m=source_margin_m, rate_range_g_s=rate_range_g_s, stations=stations,
+            sources=sources)
+        placed = tuple(
             Station(s.id, s.kind, s.x_m, s.y_m, s.z_m, *_to_lat_lon(lat0, lon0, s.x_m, s.y_m))
             for s in layout.stations
         )
         return cls(
             seed=seed,
-            start=start,
+            start=int(start),
             origin_lat_lon=(lat0, lon0),
             domain=layout.domain,
-            stations=stations,
+            stations=placed,
             sites=tuple(Site(*s) for s in layout.sites),
             sources=tuple(Source(**s) for s in layout.sources),
             weather=weather,
             truth_model=truth_model,
             sigma_set=sigma_set,
-            **world_opts,
+            background_ug_m3=float(background_ug_m3),
+            gradient_ug_m3_per_km=float(gradient_ug_m3_per_km),
+            local_ug_m3=float(local_ug_m3),
+            met_error_deg=float(met_error_deg),
         )
 
     def __post_init__(self) -> None:
