@@ -56,7 +56,8 @@ class CloudProcess:
 def write_config(
     path: Path, broker_url: str, store_url: str, *, api_port: int | None = None, extra: str = ""
 ) -> Path:
-    text = f'[mqtt]\nurl = "{broker_url}"\nclient_id = "cloud-{path.stem}"\n{extra}\n[store]\nurl = "{store_url}"\n'
+    text = f'[mqtt]\nurl = "{broker_url}"\nclient_id = "cloud-{path.stem}"\n{extra}\n'
+    text += f'[store]\nurl = "{store_url}"\n'
     if api_port is not None:
         text += f'[api]\nlisten = "127.0.0.1:{api_port}"\n'
     text += "[ingest]\nwatermark_interval_s = 0.2\n[fusion]\nenabled = false\n"
