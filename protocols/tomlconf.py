@@ -18,7 +18,7 @@ import difflib
 import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final, TypeVar
 
 from protocols.errors import ConfigError
@@ -68,8 +68,8 @@ class Table:
     def __contains__(self, key: str) -> bool:
         return key in self._data
 
-    def keys(self) -> list[str]:
-        return list(self._data)
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._data))
 
     def raw(self, key: str, default: Any = REQUIRED) -> Any:
         self._used.add(key)
@@ -169,8 +169,10 @@ class Table:
 
     def table(self, key: str, *, required: bool = False) -> Table:
         """A sub-table (``[section.key]``); an empty one when absent and not required."""
-        value = self.raw(key, REQUIRED if required else {})
         section = f"{self.section}.{key}" if self.section else key
+        if required and key not in self._data:
+            raise ConfigError(f"{self.source}: [{section}] is required", source=self.source)
+        value = self.raw(key, {})
         return Table(value, source=self.source, section=section)
 
     def tables(self, key: str, *, required: bool = False) -> list[Table]:
