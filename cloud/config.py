@@ -126,6 +126,8 @@ class DomainConfig:
 class FusionConfig:
     enabled: bool = True
     interval_s: float = 60.0
+    max_sample_gap_s: float = 600.0
+    min_capture: float = 0.75
     offline_after_s: float = 900.0
     stuck_minutes: float = 60.0
     neighbour_radius_m: float = 3000.0
@@ -396,6 +398,8 @@ def _fusion(t: Table) -> FusionConfig:
     cfg = FusionConfig(
         enabled=t.flag("enabled", True),
         interval_s=t.number("interval_s", d.interval_s, min=1.0),
+        max_sample_gap_s=t.number("max_sample_gap_s", d.max_sample_gap_s, positive=True),
+        min_capture=t.number("min_capture", d.min_capture, min=0.0, max=1.0),
         offline_after_s=t.number("offline_after_s", d.offline_after_s, positive=True),
         stuck_minutes=t.number("stuck_minutes", d.stuck_minutes, positive=True),
         neighbour_radius_m=t.number("neighbour_radius_m", d.neighbour_radius_m, positive=True),

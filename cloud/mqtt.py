@@ -73,6 +73,8 @@ class MqttClient:
         self._clock = clock
         self._generation = 0
         self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._stopping = False
         self._lock = threading.Lock()
         self._ever_connected = False
         self._refused: str | None = None
@@ -97,19 +99,22 @@ class MqttClient:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         self._client = c
 
     # -- lifecycle --------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, *, persistent: bool = True) -> None:
+        """Connect in the background (and keep reconnecting); ``persistent`` resumes the
+        session of this client id, else a fresh session that ends with the connection."""
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.cfg.session_expiry_s
+        props.SessionExpiryInterval = self.cfg.session_expiry_s if persistent else 0
         props.ReceiveMaximum = self.cfg.receive_max
         try:
             self._client.connect_async(
                 self.cfg.host,
                 self.cfg.port,
                 keepalive=self.cfg.keepalive_s,
-                clean_start=False,
+                clean_start=not persistent,
                 properties=props,
             )
         except (OSError, ValueError) as exc:
@@ -118,6 +123,7 @@ class MqttClient:
 
     def stop(self) -> None:
         """Disconnect cleanly (the session stays on the broker for the next start)."""
+        self._stopping = True
         try:
             self._client.disconnect()
         finally:
@@ -125,7 +131,11 @@ class MqttClient:
             self._connected.clear()
 
     def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
+        """Wait until connected and, when there are subscriptions, subscribed."""
+        deadline = time.monotonic() + timeout
+        if not self._connected.wait(timeout):
+            return False
+        return not self._subs or self._subscribed.wait(max(0.0, deadline - time.monotonic()))
 
     @property
     def connected(self) -> bool:
@@ -156,6 +166,15 @@ class MqttClient:
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         return info.rc in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN)
 
+    def publish_and_wait(self, topic: str, payload: bytes, *, timeout: float = 10.0) -> bool:
+        """Publish QoS 1 and wait for the broker's PUBACK (never from a paho callback)."""
+        info = self._client.publish(topic, payload, qos=1)
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError) as exc:
+            raise MqttError(f"mqtt {self.cfg.url}: publish failed: {exc}") from exc
+        return info.is_published()
+
     # -- paho callbacks ---------------------------------------------------------------
     def _on_connect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
@@ -168,6 +187,7 @@ class MqttClient:
         with self._lock:
             self._generation += 1
         if self._subs:
+            self._subscribed.clear()
             client.subscribe([(t, q) for t, q in self._subs])
         if self._ever_connected:
             log.info("mqtt: connected again to %s", self.cfg.url)
@@ -191,8 +211,17 @@ class MqttClient:
     ) -> None:
         was = self._connected.is_set()
         self._connected.clear()
-        if was:
+        self._subscribed.clear()
+        if was and not self._stopping:
             log.warning("mqtt: lost %s (%s); reconnecting", self.cfg.url, reason)
+
+    def _on_subscribe(
+        self, client: paho.Client, userdata: Any, mid: int, reasons: Any, properties: Any
+    ) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error("mqtt: subscription refused by %s: %s", self.cfg.url, ", ".join(refused))
+        self._subscribed.set()
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         try:
@@ -213,3 +242,20 @@ class MqttClient:
             self._on_message_cb(message)
         except Exception:
             log.exception("mqtt: message handler failed on %s", topic)
+
+
+def publish_once(cfg: MqttConfig, topic: str, payload: bytes, *, timeout: float = 10.0) -> bool:
+    """Connect, publish one QoS 1 message, wait for the broker's PUBACK, disconnect (for
+    command-line tools; a client id of its own, so the service's session is untouched)."""
+    import os
+
+    client = MqttClient(
+        cfg, on_message=lambda m: None, client_id=f"{cfg.client_id}-cli-{os.getpid()}"
+    )
+    client.start(persistent=False)
+    try:
+        if not client.wait_connected(timeout):
+            raise MqttError(f"mqtt {cfg.url}: no connection within {timeout:g} s")
+        return client.publish_and_wait(topic, payload, timeout=timeout)
+    finally:
+        client.stop()

@@ -514,14 +514,25 @@ class SqlStore(CatalogMixin):
 
     def series(
         self, station: str, quantity: str, since: float, until: float
-    ) -> list[tuple[float, float | None, float | None, str]]:
-        """(ts, value, raw, q) of one station's quantity with since <= ts < until, by time."""
+    ) -> list[tuple[float, float | None, float | None, str, str | None, str]]:
+        """(ts, value, raw, q, sensor, unit) of one station's quantity, since <= ts < until,
+        by time."""
         rows = self._all(
-            "SELECT ts, value, raw, q FROM readings WHERE station = ? AND quantity = ? "
-            "AND ts >= ? AND ts < ? ORDER BY ts",
+            "SELECT ts, value, raw, q, sensor, unit FROM readings WHERE station = ? "
+            "AND quantity = ? AND ts >= ? AND ts < ? ORDER BY ts, epoch, id",
             (station, quantity, since, until),
         )
-        return [(float(r[0]), r[1], r[2], str(r[3])) for r in rows]
+        return [
+            (
+                float(r[0]),
+                None if r[1] is None else float(r[1]),
+                None if r[2] is None else float(r[2]),
+                str(r[3]),
+                r[4],
+                str(r[5]),
+            )
+            for r in rows
+        ]
 
     def streams(self, station: str | None = None) -> list[tuple[str, str, str, float, float]]:
         """(station, quantity, unit, last_ts, last_received) for every series stored."""

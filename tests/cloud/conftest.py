@@ -115,8 +115,8 @@ class Gateway:
             return int(self.stored.get(station, {}).get("upto", -1))
 
     def close(self) -> None:
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 @pytest.fixture
