@@ -363,4 +363,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return ctx.fusion.hourly_met(_t(hour, "hour") or 0.0)
 
     app.include_router(r)
+    from cloud.api_events import router as events_router  # alerts, silences, events
+
+    app.include_router(events_router(ctx))
     return app

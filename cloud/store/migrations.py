@@ -170,7 +170,9 @@ MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
 
 LATEST: Final = MIGRATIONS[-1][0]
 
-COMPONENTS: Final[dict[str, str]] = {}
+COMPONENTS: Final[dict[str, str]] = {
+    "alerts": "cloud.alerts_schema:MIGRATIONS",
+}
 
 SQLITE_TOKENS: Final = {
     "real": "REAL",
