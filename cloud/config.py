@@ -177,7 +177,7 @@ def load_config(path: str | os.PathLike[str]) -> CloudConfig:
 
 def parse_config(text: str, *, source: str = "cloud.toml") -> CloudConfig:
     doc = Table(parse_toml(text, source), source=source)
-    for key in doc.keys():  # noqa: SIM118 - Table is not a dict
+    for key in doc:
         if key not in SECTIONS:
             raise doc.error(None, f"unknown section [{key}]; known sections: {', '.join(SECTIONS)}")
 
@@ -198,7 +198,7 @@ def parse_config(text: str, *, source: str = "cloud.toml") -> CloudConfig:
     for name in ("inversion", "alerts"):
         t = doc.table(name)
         enabled[name] = t.flag("enabled", name in doc)
-        parts_raw[name] = {k: t.raw(k) for k in t.keys()}  # noqa: SIM118  # handed whole to its owner
+        parts_raw[name] = {k: t.raw(k) for k in t}  # handed whole to its owner
     doc.done()
     return CloudConfig(
         source=source,

@@ -36,7 +36,7 @@ _FIRST: Final = _RECORD | _FIRST_ONLY
 _MISSING: Final = object()
 
 
-class _Doubt(Exception):  # noqa: N818 - not an error: a hand-over to decode_pack
+class _Doubt(Exception):
     """The fast path will not decide: let decode_pack."""
 
 
