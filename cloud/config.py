@@ -286,10 +286,6 @@ def _mqtt(t: Table) -> MqttConfig:
     username = t.text("username", None)
     password = t.text("password", None)
     password_file = t.text("password_file", None)
-    if username is None and parts.username:
-        username = unquote(parts.username)
-    if password is None and parts.password:
-        password = unquote(parts.password)
     if password_file is not None:
         if password is not None:
             raise t.error("password_file", "give password or password_file, not both")
@@ -297,6 +293,10 @@ def _mqtt(t: Table) -> MqttConfig:
             password = Path(password_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise t.error("password_file", f"cannot read {password_file}: {exc}") from None
+    if username is None and parts.username:  # keys win over the URL's user:password@
+        username = unquote(parts.username)
+    if password is None and parts.password:
+        password = unquote(parts.password)
     files: dict[str, Path | None] = {}
     for key in ("ca_file", "cert_file", "key_file"):
         value = t.text(key, None)
