@@ -104,10 +104,10 @@ class Hj212Config:
     enabled: bool = False
     host: str = "0.0.0.0"  # noqa: S104 - data loggers dial in from the field
     port: int = 9212
-    units: str = "mg/m3"  # what the loggers send for ug/m3 quantities (PM, gases)
+    units: str = "ug/m3"  # what the loggers send for ug/m3 quantities (PM, gases)
     require_password: bool = True
     idle_timeout_s: float = 600.0
-    max_frame_bytes: int = 65_536
+    utc_offset_h: float = 0.0  # DataTime is local time this many hours ahead of UTC
 
 
 @dataclass(frozen=True)
@@ -257,8 +257,8 @@ def _hostport(t: Table, key: str, text: str, default_host: str | None = None) ->
     port = int(m.group("port"))
     if not host:
         raise t.error(key, f"needs a host in {text!r}")
-    if not 0 < port < 65536:
-        raise t.error(key, f"port must be 1-65535, got {port}")
+    if not 0 <= port < 65536:
+        raise t.error(key, f"port must be 0-65535 (0: any free port), got {port}")
     return host, port
 
 
@@ -367,7 +367,7 @@ def _hj212(t: Table, *, present: bool) -> Hj212Config:
         units=t.text("units", d.units, choices=HJ212_UNITS),
         require_password=t.flag("require_password", True),
         idle_timeout_s=t.number("idle_timeout_s", d.idle_timeout_s, positive=True),
-        max_frame_bytes=t.integer("max_frame_bytes", d.max_frame_bytes, min=1024),
+        utc_offset_h=t.number("utc_offset_h", d.utc_offset_h, min=-14.0, max=14.0),
     )
     t.done()
     return cfg

@@ -23,6 +23,7 @@ unit vectors for the direction, the scalar mean for the speed).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,7 +91,7 @@ def bin_means(
         nexts[i] = later
         if i and series[i - 1][0] < series[i][0]:
             later = series[i][0]
-    steps = sorted(b[0] - a[0] for a, b in zip(series, series[1:], strict=False) if b[0] > a[0])
+    steps = sorted(b[0] - a[0] for a, b in itertools.pairwise(series) if b[0] > a[0])
     step = steps[len(steps) // 2] if steps else max_gap_s  # the series' usual interval
     reach = min(max_gap_s, 1.5 * step)
     for i, (ts, value, raw, q, sensor, unit) in enumerate(series):

@@ -70,14 +70,28 @@ def test_sites_then_persons_and_the_sites_csv(store: Store, tmp_path: Path) -> N
 
 
 def test_geojson_brings_stations_sites_and_areas(store: Store, tmp_path: Path) -> None:
+    def feature(geometry: dict, properties: dict, **extra: object) -> dict:
+        return {"type": "Feature", "geometry": geometry, "properties": properties, **extra}
+
+    ring = [[113.5, 34.8], [113.6, 34.8], [113.6, 34.9], [113.5, 34.8]]
     doc = {
         "type": "FeatureCollection",
         "features": [
-            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [113.51, 34.81]}, "properties": {"station": "R9", "kind": "reference"}},
-            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [113.52, 34.8]}, "properties": {"site": "Y-1", "kind": "restaurant"}},
-            {"type": "Feature", "id": "Z1", "geometry": {"type": "Polygon", "coordinates": [[[113.5, 34.8], [113.6, 34.8], [113.6, 34.9], [113.5, 34.8]]]}, "properties": {"name": "Zone 1", "kind": "control"}},
+            feature(
+                {"type": "Point", "coordinates": [113.51, 34.81]},
+                {"station": "R9", "kind": "reference"},
+            ),
+            feature(
+                {"type": "Point", "coordinates": [113.52, 34.8]},
+                {"site": "Y-1", "kind": "restaurant"},
+            ),
+            feature(
+                {"type": "Polygon", "coordinates": [ring]},
+                {"name": "Zone 1", "kind": "control"},
+                id="Z1",
+            ),
         ],
-    }  # fmt: skip
+    }
     f = tmp_path / "city.geojson"
     f.write_text(json.dumps(doc))
     got = Registry(store, DOMAIN).import_file(f)
@@ -115,7 +129,8 @@ def test_local_positions_need_the_domain_origin(store: Store, tmp_path: Path) ->
 def test_registry_commands(tmp_path: Path, cli) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text(
-        f'[store]\nurl = "sqlite:///{tmp_path}/c.db"\n[ingest]\nenabled = false\n[domain]\norigin_lat = 34.8\norigin_lon = 113.5\n'
+        f'[store]\nurl = "sqlite:///{tmp_path}/c.db"\n[ingest]\nenabled = false\n'
+        "[domain]\norigin_lat = 34.8\norigin_lon = 113.5\n"
     )
     (tmp_path / "st.csv").write_text("station,kind,lat,lon,status\nP1,micro,34.8,113.5,pending\n")
     r = cli("cloud", "registry", "import", "--config", str(cfg), str(tmp_path / "st.csv"))
