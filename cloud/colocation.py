@@ -2,24 +2,28 @@
 
 Over a rolling window (``colocation_days``) the hourly means of the micro station's *raw*
 values (before its current calibration) are paired with the reference's hourly means
-(both valid under the 45-minute rule), optionally with the hourly relative humidity (the
-micro station's own, else the reference's). Two models are fitted by least squares::
+(both valid under the 45-minute rule) and with the hourly relative humidity (the micro
+station's own, else the reference's). Two models are fitted — the two the gateway can
+apply (``gateway/calibration.py``)::
 
-    linear      ref = slope * raw + offset
-    linear_rh   ref = slope * raw + rh_coef * RH + offset
+    linear   ref = slope * raw + offset
+    rh       ref = (slope * raw + offset) / C(RH, kappa),
+             C = 1 + (kappa / 1.65) / (100 / RH - 1)      (kappa-Koehler, Crilley et al. 2018)
 
-Their skill is judged honestly on the last 30 % of the window after fitting on the first
-70 % (time order; in-sample only when fewer than 3 hours are left for it); the RH model is
-kept only when it cuts that hold-out RMSE by more than 10 %. The final coefficients are then
-fitted on the whole window. Reported against the US EPA PM2.5 sensor targets (EPA/600/R-
-20/280): slope 1 +/- 0.35, intercept -5..5 ug/m3, R^2 >= 0.70, RMSE <= 7 ug/m3 or NRMSE <=
-30 %. ``raw_*`` is the same evaluation of the uncorrected sensor (sensor on reference).
+For ``rh`` the fit is linear least squares of ``ref * C`` on ``raw`` for each kappa of a
+grid over 0..1, keeping the kappa with the least error. Skill is judged honestly on the
+last 30 % of the window after fitting on the first 70 % (time order; in-sample only when
+fewer than 3 hours are left for it); ``rh`` is kept only when it cuts that hold-out RMSE by
+more than 10 %. The final coefficients are fitted on the whole window. The hold-out is
+reported against the US EPA PM2.5 sensor targets (EPA/600/R-20/280): slope 1 +/- 0.35,
+intercept -5..5 ug/m3, R^2 >= 0.70, RMSE <= 7 ug/m3 or NRMSE <= 30 %; ``raw_*`` is the
+same evaluation of the uncorrected sensor (sensor on reference).
 
 The coefficient set goes to the gateway as ``down/cmd`` ``set_calibration`` with args::
 
-    {"sensor": NAME, "quantity": Q, "kind": "linear" | "linear_rh", "slope": a,
-     "offset": b, ["rh_coef": c,] "source": "colocation",
-     "fit": {"r2", "rmse", "n", "reference"}, "effective": ISO}
+    {"sensor": NAME, "quantity": Q, "kind": "linear" | "rh", "slope": a, "offset": b,
+     ["kappa": k,] "source": "colocation", "effective": ISO,
+     "fit": {"r2", "rmse", "n", "reference", "window_start", "window_end"}}
 """
 
 from __future__ import annotations
@@ -73,22 +77,58 @@ def meets_targets(slope: float, intercept: float, r2: float, rmse: float, mean_r
     )
 
 
-def _design(raw: np.ndarray, rh: np.ndarray | None) -> np.ndarray:
-    cols = [raw] + ([rh] if rh is not None else []) + [np.ones_like(raw)]
-    return np.column_stack(cols)
+RH_CAP = 99.0
+KAPPAS = np.round(np.arange(0.0, 1.0001, 0.02), 2)
 
 
-def _holdout_rmse(
+def growth_factor(rh: np.ndarray, kappa: float) -> np.ndarray:
+    """kappa-Koehler mass growth factor of optical PM, as the gateway computes it."""
+    aw = np.clip(rh, 0.0, RH_CAP) / 100.0
+    with np.errstate(divide="ignore"):
+        return np.where(aw <= 0, 1.0, 1.0 + (kappa / 1.65) / (-1.0 + 1.0 / np.maximum(aw, 1e-9)))
+
+
+def _fit(
+    raw: np.ndarray, ref: np.ndarray, rh: np.ndarray | None
+) -> tuple[float, float, float | None]:
+    """(slope, offset, kappa) minimising the squared error of the predicted reference."""
+    a = np.column_stack([raw, np.ones_like(raw)])
+    if rh is None:
+        slope, offset = _lstsq(a, ref)
+        return float(slope), float(offset), None
+    best: tuple[float, float, float, float] | None = None
+    for kappa in KAPPAS:
+        c = growth_factor(rh, float(kappa))
+        slope, offset = _lstsq(a, ref * c)
+        err = float(np.sum(((slope * raw + offset) / c - ref) ** 2))
+        if best is None or err < best[0]:
+            best = (err, float(slope), float(offset), float(kappa))
+    assert best is not None
+    return best[1], best[2], best[3]
+
+
+def _predict(
+    raw: np.ndarray, rh: np.ndarray | None, fit: tuple[float, float, float | None]
+) -> np.ndarray:
+    slope, offset, kappa = fit
+    pred = slope * raw + offset
+    if kappa is not None and rh is not None:
+        pred = pred / growth_factor(rh, kappa)
+    return np.asarray(pred)
+
+
+def _holdout(
     raw: np.ndarray, ref: np.ndarray, rh: np.ndarray | None
 ) -> tuple[float, np.ndarray, np.ndarray]:
+    """Hold-out RMSE, predictions and truth: fit on the first 70 %, judge on the rest."""
     n = len(raw)
     cut = int(n * 0.7)
-    if n - cut < 3:
-        train = test = np.arange(n)
-    else:
-        train, test = np.arange(cut), np.arange(cut, n)
-    coef = _lstsq(_design(raw[train], None if rh is None else rh[train]), ref[train])
-    pred = _design(raw[test], None if rh is None else rh[test]) @ coef
+    train, test = (
+        (np.arange(n), np.arange(n)) if n - cut < 3 else (np.arange(cut), np.arange(cut, n))
+    )
+    sub = None if rh is None else rh[train]
+    fit = _fit(raw[train], ref[train], sub)
+    pred = _predict(raw[test], None if rh is None else rh[test], fit)
     return float(np.sqrt(np.mean((pred - ref[test]) ** 2))), pred, ref[test]
 
 
@@ -129,17 +169,14 @@ def colocate(
     raw = np.array([p[0] for p in pairs], dtype=float)
     ref = np.array([p[1] for p in pairs], dtype=float)
     raw_slope, raw_intercept, raw_r2, raw_rmse = _line(ref, raw)  # the sensor as it is
-    rmse_lin, pred, truth = _holdout_rmse(raw, ref, None)
-    use_rh = False
+    rmse, pred, truth = _holdout(raw, ref, None)
     rh_arr = None
     if cfg.colocation_rh and all(p[2] is not None for p in pairs):
-        rh_arr = np.array([p[2] for p in pairs], dtype=float)
-        rmse_rh, pred_rh, truth_rh = _holdout_rmse(raw, ref, rh_arr)
-        if rmse_rh < 0.9 * rmse_lin:
-            use_rh, pred, truth = True, pred_rh, truth_rh
-    coef = _lstsq(_design(raw, rh_arr if use_rh else None), ref)
-    slope, offset = float(coef[0]), float(coef[-1])
-    rh_coef = float(coef[1]) if use_rh else None
+        with_rh = np.array([p[2] for p in pairs], dtype=float)
+        rmse_rh, pred_rh, truth_rh = _holdout(raw, ref, with_rh)
+        if rmse_rh < 0.9 * rmse:
+            rh_arr, pred, truth = with_rh, pred_rh, truth_rh
+    slope, offset, kappa = _fit(raw, ref, rh_arr)
     ev_slope, ev_intercept, ev_r2, ev_rmse = _line(truth, pred)  # corrected vs reference
     latest = fusion.store.latest_readings(station, quantity, limit=1)
     sensor = latest[0].sensor if latest else None
@@ -152,7 +189,7 @@ def colocate(
         n=len(pairs),
         slope=slope,
         offset=offset,
-        rh_coef=rh_coef,
+        kappa=kappa,
         r2=ev_r2,
         rmse=ev_rmse,
         raw_slope=raw_slope,
@@ -167,18 +204,27 @@ def colocate(
 
 def calibration_args(cal: Calibration, effective: float) -> dict[str, Any]:
     """The ``set_calibration`` command's args for a fit (see the module docstring)."""
+    if cal.sensor is None:
+        raise ColocationError(f"{cal.station}: no sensor name on its {cal.quantity} readings")
     args: dict[str, Any] = {
         "sensor": cal.sensor,
         "quantity": cal.quantity,
-        "kind": "linear" if cal.rh_coef is None else "linear_rh",
+        "kind": "linear" if cal.kappa is None else "rh",
         "slope": cal.slope,
         "offset": cal.offset,
         "source": "colocation",
-        "fit": {"r2": cal.r2, "rmse": cal.rmse, "n": cal.n, "reference": cal.reference},
+        "fit": {
+            "r2": round(cal.r2, 4),
+            "rmse": round(cal.rmse, 4),
+            "n": cal.n,
+            "reference": cal.reference,
+            "window_start": to_iso(cal.window_start, ms=False),
+            "window_end": to_iso(cal.window_end, ms=False),
+        },
         "effective": to_iso(effective, ms=False),
     }
-    if cal.rh_coef is not None:
-        args["rh_coef"] = cal.rh_coef
+    if cal.kappa is not None:
+        args["kappa"] = cal.kappa
     return args
 
 

@@ -104,10 +104,10 @@ class Hj212Config:
     enabled: bool = False
     host: str = "0.0.0.0"  # noqa: S104 - data loggers dial in from the field
     port: int = 9212
-    units: str = "mg/m3"  # what the loggers send for ug/m3 quantities (PM, gases)
+    units: str = "ug/m3"  # what the loggers send for ug/m3 quantities (PM, gases)
     require_password: bool = True
     idle_timeout_s: float = 600.0
-    max_frame_bytes: int = 65_536
+    utc_offset_h: float = 0.0  # DataTime is local time this many hours ahead of UTC
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def load_config(path: str | os.PathLike[str]) -> CloudConfig:
 
 def parse_config(text: str, *, source: str = "cloud.toml") -> CloudConfig:
     doc = Table(parse_toml(text, source), source=source)
-    for key in doc.keys():  # noqa: SIM118 - Table is not a dict
+    for key in doc:
         if key not in SECTIONS:
             raise doc.error(None, f"unknown section [{key}]; known sections: {', '.join(SECTIONS)}")
 
@@ -198,7 +198,7 @@ def parse_config(text: str, *, source: str = "cloud.toml") -> CloudConfig:
     for name in ("inversion", "alerts"):
         t = doc.table(name)
         enabled[name] = t.flag("enabled", name in doc)
-        parts_raw[name] = {k: t.raw(k) for k in t.keys()}  # noqa: SIM118  # handed whole to its owner
+        parts_raw[name] = {k: t.raw(k) for k in t}  # handed whole to its owner
     doc.done()
     return CloudConfig(
         source=source,
@@ -257,8 +257,8 @@ def _hostport(t: Table, key: str, text: str, default_host: str | None = None) ->
     port = int(m.group("port"))
     if not host:
         raise t.error(key, f"needs a host in {text!r}")
-    if not 0 < port < 65536:
-        raise t.error(key, f"port must be 1-65535, got {port}")
+    if not 0 <= port < 65536:
+        raise t.error(key, f"port must be 0-65535 (0: any free port), got {port}")
     return host, port
 
 
@@ -286,10 +286,6 @@ def _mqtt(t: Table) -> MqttConfig:
     username = t.text("username", None)
     password = t.text("password", None)
     password_file = t.text("password_file", None)
-    if username is None and parts.username:
-        username = unquote(parts.username)
-    if password is None and parts.password:
-        password = unquote(parts.password)
     if password_file is not None:
         if password is not None:
             raise t.error("password_file", "give password or password_file, not both")
@@ -297,6 +293,10 @@ def _mqtt(t: Table) -> MqttConfig:
             password = Path(password_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise t.error("password_file", f"cannot read {password_file}: {exc}") from None
+    if username is None and parts.username:  # keys win over the URL's user:password@
+        username = unquote(parts.username)
+    if password is None and parts.password:
+        password = unquote(parts.password)
     files: dict[str, Path | None] = {}
     for key in ("ca_file", "cert_file", "key_file"):
         value = t.text(key, None)
@@ -367,7 +367,7 @@ def _hj212(t: Table, *, present: bool) -> Hj212Config:
         units=t.text("units", d.units, choices=HJ212_UNITS),
         require_password=t.flag("require_password", True),
         idle_timeout_s=t.number("idle_timeout_s", d.idle_timeout_s, positive=True),
-        max_frame_bytes=t.integer("max_frame_bytes", d.max_frame_bytes, min=1024),
+        utc_offset_h=t.number("utc_offset_h", d.utc_offset_h, min=-14.0, max=14.0),
     )
     t.done()
     return cfg

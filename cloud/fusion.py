@@ -2,9 +2,10 @@
 inversion (rows shaped like OBS.csv and MET.csv, DESIGN 4.3).
 
 Data capture. Only valid readings count (HJ 212 flags N and S, with a value). A valid
-reading covers the time from itself to the next reading of the series, at most
-``max_sample_gap_s`` (default 10 min) — a reading that is an hourly mean already (HJ 212
-``2061`` data, tagged sensor ``hj212:2061``) covers its hour. A mean over a period is
+reading covers the time from itself to the next reading of the series, but at most 1.5
+times the series' usual (median) interval and at most ``max_sample_gap_s`` (default 10
+min), so a gap in the data is not papered over; a reading that is an hourly mean already
+(HJ 212 ``2061`` data, tagged sensor ``hj212:2061``) covers its hour. A mean over a period is
 *valid* when the covered time is at least ``min_capture`` of it: 0.75, i.e. the hourly
 mean needs >= 45 minutes of valid data (GB 3095-2012), the 5-minute mean >= 3.75 min.
 The mean itself is the arithmetic mean of the valid readings in the period.
@@ -22,6 +23,7 @@ unit vectors for the direction, the scalar mean for the speed).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -89,10 +91,13 @@ def bin_means(
         nexts[i] = later
         if i and series[i - 1][0] < series[i][0]:
             later = series[i][0]
+    steps = sorted(b[0] - a[0] for a, b in itertools.pairwise(series) if b[0] > a[0])
+    step = steps[len(steps) // 2] if steps else max_gap_s  # the series' usual interval
+    reach = min(max_gap_s, 1.5 * step)
     for i, (ts, value, raw, q, sensor, unit) in enumerate(series):
         if value is None or q not in VALID_FLAGS:
             continue
-        span = HOUR if sensor in HOURLY_TAGS else max_gap_s
+        span = HOUR if sensor in HOURLY_TAGS else reach
         end = min(ts + span, nexts[i], until)
         if since <= ts < until:
             b = bins.setdefault(math.floor(ts / period) * period, [0.0, 0.0, 0, 0, 0.0, unit])

@@ -253,10 +253,14 @@ class SqlStore(CatalogMixin):
         """Store a batch in one transaction: readings (one row per station, epoch, id; a
         resend is a no-op), unknown stations as pending, statuses, command acks, quarantine."""
         groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
+        unsorted: set[tuple[str, str]] = set()  # packs arrive with their rows sorted by id
         floors: dict[tuple[str, str], int] = {}
         for pack in batch.packs:
             key = (pack.station, pack.epoch)
-            groups[key].extend(pack.rows)
+            group = groups[key]
+            if group and pack.rows and group[-1][0] >= pack.rows[0][0]:
+                unsorted.add(key)
+            group.extend(pack.rows)
             if pack.floor is not None:
                 floors[key] = max(floors.get(key, 0), pack.floor)
         received = batch.received
@@ -275,7 +279,8 @@ class SqlStore(CatalogMixin):
             for key in sorted(groups):
                 station, epoch = key
                 rows = groups[key]
-                rows.sort(key=lambda r: r[0])
+                if key in unsorted:
+                    rows.sort(key=lambda r: r[0])
                 n = self._insert_rows(cur, station, epoch, rows, received)
                 new += n
                 total += len(rows)

@@ -35,13 +35,13 @@ _STATION_COLS = (
 _SITE_COLS = "id, kind, name, lat, lon, h_m, control_level, enterprise, address"
 _CAL_COLS = (
     "seq, station, sensor, quantity, reference, window_start, window_end, n, slope, intercept, "
-    "rh_coef, r2, rmse, raw_slope, raw_intercept, raw_r2, raw_rmse, meets_targets, created, "
+    "kappa, r2, rmse, raw_slope, raw_intercept, raw_r2, raw_rmse, meets_targets, created, "
     "command_id"
 )
 _CMD_COLS = "id, station, cmd, args, issued, status, acked, result, error"
 
 
-class NotFound(InputError):  # noqa: N818 - reads better at call sites
+class NotFound(InputError):
     """The registry has no such entry."""
 
 
@@ -281,7 +281,7 @@ class CatalogMixin:
                     cal.n,
                     cal.slope,
                     cal.offset,
-                    cal.rh_coef,
+                    cal.kappa,
                     cal.r2,
                     cal.rmse,
                     cal.raw_slope,
@@ -412,7 +412,7 @@ def _calibration(r: Sequence[Any]) -> Calibration:
         n=int(r[7]),
         slope=float(r[8]),
         offset=float(r[9]),
-        rh_coef=_f(r[10]),
+        kappa=_f(r[10]),
         r2=float(r[11]),
         rmse=float(r[12]),
         raw_slope=float(r[13]),

@@ -146,7 +146,7 @@ MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
                 n {bigint} NOT NULL,
                 slope {real} NOT NULL,
                 intercept {real} NOT NULL,
-                rh_coef {real},
+                kappa {real},
                 r2 {real} NOT NULL,
                 rmse {real} NOT NULL,
                 raw_slope {real} NOT NULL,

@@ -277,7 +277,7 @@ class Calibration:
     n: int
     slope: float
     offset: float
-    rh_coef: float | None
+    kappa: float | None
     r2: float
     rmse: float
     raw_slope: float

@@ -303,7 +303,7 @@ def test_sites_with_persons_and_areas(store) -> None:
 def test_calibrations_and_health(store) -> None:
     cal = Calibration(
         station="M1", quantity="pm25", reference="R1", window_start=T0, window_end=T0 + 86400,
-        n=72, slope=0.6, offset=2.0, rh_coef=-0.05, r2=0.9, rmse=2.5, raw_slope=1.5,
+        n=72, slope=0.6, offset=2.0, kappa=0.25, r2=0.9, rmse=2.5, raw_slope=1.5,
         raw_intercept=-1.0, raw_r2=0.85, raw_rmse=9.0, meets_targets=True, created=T0, sensor="pm",
     )  # fmt: skip
     seq = store.add_calibration(cal)
@@ -311,6 +311,6 @@ def test_calibrations_and_health(store) -> None:
     got = store.calibrations("M1")[0]
     assert got.seq == seq
     assert got.command_id == "cmd-1"
-    assert (got.slope, got.offset, got.rh_coef, got.meets_targets) == (0.6, 2.0, -0.05, True)
+    assert (got.slope, got.offset, got.kappa, got.meets_targets) == (0.6, 2.0, 0.25, True)
     store.put_health([Health("M1", "stuck", ("pm25 flat for 70 min",), T0, T0 - 5)])
     assert store.health()["M1"].reasons == ("pm25 flat for 70 min",)
