@@ -190,8 +190,10 @@ class AlertsDb:
             return int(
                 self._s._exec(
                     cur,
-                    "UPDATE silences SET ends_at = ? WHERE id = ? AND ends_at > ?",
-                    (now, sid, now),
+                    "UPDATE silences SET ends_at = ?, "
+                    "starts_at = CASE WHEN starts_at >= ? THEN ? ELSE starts_at END "
+                    "WHERE id = ? AND ends_at > ?",
+                    (now, now, now - 0.001, sid, now),
                 ).rowcount
             )
 

@@ -136,3 +136,20 @@ def require_centre(actor: Actor, action: str) -> None:
     if actor.role not in ("centre", "system"):
         log.warning("auth: refused %s (%s) to %s", actor.name, actor.role, action)
         raise Forbidden(f"{actor.name} ({actor.role}) may not {action}", actor=actor.name)
+
+
+def add_actor(db: AlertsDb, actor: Actor, now: float, *, token: str | None = None) -> str:
+    """Create (or replace) a person with a fresh token; return the token (shown once)."""
+    from protocols.errors import InputError
+
+    if actor.role not in ROLES:
+        raise InputError(f"role must be one of {', '.join(ROLES)}, got {actor.role!r}")
+    if actor.role == "officer" and not actor.site:
+        raise InputError("an officer needs the site they answer for")
+    if actor.role == "inspector" and not actor.cells:
+        raise InputError("an inspector needs the cells or areas they inspect")
+    token = token or new_token()
+    if len(token) < 16:
+        raise InputError("a token must be at least 16 characters")
+    db.put_actor(actor, hash_token(token), now)
+    return token
