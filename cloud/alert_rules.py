@@ -235,7 +235,9 @@ def parse_rules(
             raise ConfigError(f"{source} [rule #{i} {rule.name!r}] name: used twice")
         rules.append(rule)
     receivers: dict[str, ReceiverConfig] = {}
-    for rt in doc.tables("receiver", required=True):
+    if "receiver" not in doc:
+        raise doc.error(None, "needs at least one [[receiver]]")
+    for rt in doc.tables("receiver"):
         r = parse_receiver(rt, base)
         if r.name in receivers:
             raise rt.error("name", f"receiver {r.name!r} is defined twice")

@@ -137,3 +137,20 @@ class Hit:
             quantity=str(get("quantity", None) or quantity),
             hour=float(hour),
         )
+
+
+def format_summary(template: str, fields: Mapping[str, Any], annotations: Mapping[str, Any]) -> str:
+    """Fill a rule's summary template; a value it cannot format leaves the template."""
+    values = dict(fields)
+    values.update({k: v for k, v in annotations.items() if v is not None})
+    values.setdefault("value", float("nan"))
+    values.setdefault("bound", float("nan"))
+    for k in ("rate", "sigma", "confidence", "x_m", "y_m", "value", "bound"):
+        try:
+            values[k] = float(values.get(k, "nan"))
+        except (TypeError, ValueError):
+            values[k] = float("nan")
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError):
+        return template

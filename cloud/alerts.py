@@ -33,13 +33,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from cloud.alert_rules import AlertsConfig, Rule, load_rules
-from cloud.alert_types import FIRING, RESOLVED, Alert, Hit, fingerprint
+from cloud.alert_rules import AlertsConfig, Rule
+from cloud.alert_types import FIRING, RESOLVED, Alert, Hit, fingerprint, format_summary
 from cloud.alerts_store import AlertsDb
 from cloud.events import Workflow
 from cloud.events_store import EventsDb, RateRow
@@ -47,6 +46,7 @@ from cloud.orders import OrderDesk
 from cloud.places import Places
 from cloud.receivers import CommandSender, Deliverer, body_of
 from cloud.routing import Router
+from cloud.verification import inventory_at
 from protocols.geo import Origin
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class AlertEngine:
         for k in ("cell", "area", "source_type"):
             fields.setdefault(k, labels.get(k, ""))
         ann = {k: str(v) for k, v in annotations.items()}
-        ann["summary"] = _format(rule.summary, fields, annotations)
+        ann["summary"] = format_summary(rule.summary, fields, annotations)
         still = old is not None and old.firing
         alert = Alert(
             fingerprint=fp,
@@ -387,7 +387,7 @@ class AlertEngine:
                 best = max(near, key=lambda h: h.rate_g_s)
                 row = RateRow(hour, q, best.rate_g_s, best.rate_sigma_g_s, True, "inversion")
             else:
-                est = _inventory_at(inventory, ev.x_m, ev.y_m)
+                est = inventory_at(inventory, ev.x_m, ev.y_m)
                 row = (
                     RateRow(hour, q, est[0], est[1], True, "inventory")
                     if est
@@ -480,114 +480,9 @@ class AlertEngine:
         ]
 
 
-def _format(template: str, fields: Mapping[str, Any], annotations: Mapping[str, Any]) -> str:
-    values = dict(fields)
-    values.update({k: v for k, v in annotations.items() if v is not None})
-    values.setdefault("value", float("nan"))
-    values.setdefault("bound", float("nan"))
-    for k in ("rate", "sigma", "confidence", "x_m", "y_m", "value", "bound"):
-        try:
-            values[k] = float(values.get(k, "nan"))
-        except (TypeError, ValueError):
-            values[k] = float("nan")
-    try:
-        return template.format(**values)
-    except (KeyError, IndexError, ValueError):
-        return template
+def make_part(service: Any) -> Any:
+    """The hook ``cloud.service`` calls when ``[alerts] enabled``: the ``alerts`` part
+    (``cloud.alerts_part``), reading ``[alerts] rules`` and ``interval_s``."""
+    from cloud.alerts_part import make_part as build
 
-
-def _inventory_at(inventory: Any, x: float, y: float) -> tuple[float, float] | None:
-    """(mean, sigma) of the inventory's cell holding (x, y), if there is one."""
-    if inventory is None:
-        return None
-    try:
-        ix = math.floor((x - inventory.x0) / inventory.cell)
-        iy = math.floor((y - inventory.y0) / inventory.cell)
-        if 0 <= ix < inventory.nx and 0 <= iy < inventory.ny:
-            return float(inventory.mean[iy, ix]), float(inventory.sigma[iy, ix])
-    except (AttributeError, TypeError, IndexError):
-        return None
-    return None
-
-
-# --------------------------------------------------------------------------- the part
-
-
-class AlertsPart:
-    """``cloud run``'s alerts part: poll means and health, tick, every ``interval_s``."""
-
-    name = "alerts"
-
-    def __init__(self, engine: AlertEngine, interval_s: float = 10.0) -> None:
-        self.engine = engine
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def poll(self, now: float) -> None:
-        eng = self.engine
-        if eng.fusion is not None:
-            combos = {
-                (r.quantity, r.period)
-                for r in eng.cfg.rules
-                if r.kind in ("threshold", "rise") and r.period
-            }
-            depth = max((r.for_periods for r in eng.cfg.rules), default=1) + 1
-            for st in eng.store.stations():
-                if st.status == "retired":
-                    continue
-                have = set(eng.store.stream_quantities(st.id))
-                for quantity, period in sorted(combos):
-                    if quantity not in have:
-                        continue
-                    end = math.floor((now - min(0.2 * period, 300.0)) / period) * period
-                    eng.on_means(
-                        eng.fusion.means(st.id, quantity, end - depth * period, end, period)
-                    )
-        eng.on_health(eng.store.health().values())
-
-    def round(self, now: float) -> None:
-        self.poll(now)
-        self.engine.tick(now)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.round(self.engine.clock())
-            except Exception:
-                log.exception("alerts: a round failed; trying again in %.0f s", self.interval_s)
-            self._stop.wait(self.interval_s)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-        self.engine.close()
-
-
-def make_part(service: Any) -> AlertsPart:
-    """The hook ``cloud.service`` calls when ``[alerts] enabled``: reads ``[alerts] rules``
-    (the rule file, relative to the config file) and ``interval_s``."""
-    t = service.cfg.part_table("alerts")
-    rules = t.text("rules")
-    interval = t.number("interval_s", 10.0, min=0.05)
-    t.done()
-    path = Path(rules)
-    if not path.is_absolute():
-        path = Path(service.cfg.source).parent / path
-    domain = service.cfg.domain
-    origin = Origin(domain.origin_lat, domain.origin_lon) if domain.has_origin else None
-    engine = AlertEngine(
-        service.store,
-        load_rules(path),
-        clock=service.clock,
-        commander=service.commander,
-        origin=origin,
-        fusion=service.fusion,
-    )
-    service.alerts_engine = engine
-    return AlertsPart(engine, interval)
+    return build(service)

@@ -164,3 +164,17 @@ def evidence(
             am, ase = _mean_se(a)
             stations.append(StationChange(sid, round(dist, 1), bm, bse, am, ase, len(b), len(a)))
     return Evidence(ev.id, since, before, after, reduction, z, verdict, tuple(stations))
+
+
+def inventory_at(inventory: Any, x: float, y: float) -> tuple[float, float] | None:
+    """(mean, sigma) of the inventory's cell holding (x, y), if there is one."""
+    if inventory is None:
+        return None
+    try:
+        ix = math.floor((x - inventory.x0) / inventory.cell)
+        iy = math.floor((y - inventory.y0) / inventory.cell)
+        if 0 <= ix < inventory.nx and 0 <= iy < inventory.ny:
+            return float(inventory.mean[iy, ix]), float(inventory.sigma[iy, ix])
+    except (AttributeError, TypeError, IndexError):
+        return None
+    return None

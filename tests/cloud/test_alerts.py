@@ -172,3 +172,38 @@ def _wang() -> Any:
     from cloud.alerts_store import Actor
 
     return Actor("Wang", "officer", site="SITE-1")
+
+
+def test_cloud_run_builds_the_part_which_polls_fusion_and_health(
+    tmp_path: Path, hook: WebhookServer
+) -> None:
+    from cloud.config import load_config
+    from cloud.service import Service
+    from cloud.store.types import PackRows
+    from tests.cloud.conftest import make_pack
+
+    rules = tmp_path / "alerts.toml"
+    rules.write_text(rules_text(hook.url("/centre")))
+    conf = tmp_path / "cloud.toml"
+    conf.write_text(
+        f'[store]\nurl = "sqlite:///{tmp_path}/c.db"\n[ingest]\nenabled = false\n'
+        f"[domain]\norigin_lat = {ORIGIN[0]}\norigin_lon = {ORIGIN[1]}\n"
+        '[alerts]\nenabled = true\nrules = "alerts.toml"\ninterval_s = 3600\n'
+    )
+    clock = Clock()
+    service = Service(load_config(conf), clock=clock)
+    world(service.store, officer_hook=hook.url("/wang"))
+    t0 = clock.t - clock.t % 300 - 900  # three whole 5-minute periods, readings every 10 s
+    pack = make_pack("DUST-1", range(1, 91), quantity="pm10", t0=t0 - 10, value=lambda i: 320.0)
+    service.store.add_readings(PackRows.from_pack(pack), clock.t)
+    service.start()
+    try:
+        (part,) = [p for p in service.parts if p.name == "alerts"]
+        assert service.alerts_engine is part.engine  # type: ignore[attr-defined]
+        part.round(clock.t)  # type: ignore[attr-defined]
+        (a,) = part.engine.db.alerts()  # type: ignore[attr-defined]
+        assert (a.labels["station"], a.level, a.value) == ("DUST-1", "orange", 320.0)
+        part.round(clock.advance(30))  # type: ignore[attr-defined]
+        assert hook.bodies("/wang")[0]["alerts"][0]["fingerprint"] == a.fingerprint
+    finally:
+        service.stop()
