@@ -400,7 +400,12 @@ class AlertEngine:
         with self._lock:
             now = self.clock() if now is None else now
             self.places.refresh()
-            for a in self.db.alerts(state=FIRING):
+            since = now - self.cfg.keep_resolved_s
+            alerts = self.db.alerts(since=since)
+            changed = False
+            for a in alerts:
+                if not a.firing:
+                    continue
                 rule = self.rules.get(a.rule)
                 stale = (rule is None and a.kind != "event") or (
                     rule is not None
@@ -411,11 +416,15 @@ class AlertEngine:
                     stale = self._escalation_over(a)
                 if stale:
                     self.db.put_alert(replace(a, state=RESOLVED, ends_at=now, updated_at=now))
+                    changed = True
             for ev, deadline in self.workflow.tick(now):
                 self._escalation_alert(ev, deadline, now)
+                changed = True
             self.orders.tick(now)
-            alerts = self.db.alerts(since=now - self.cfg.keep_resolved_s)
-            notices, groups = self.router.flush(now, alerts, self.db.silences(), self.db.groups())
+            if changed:
+                alerts = self.db.alerts(since=since)
+            before = self.db.groups()
+            notices, groups = self.router.flush(now, alerts, self.db.silences(), before)
             for n in notices:
                 body = body_of(n)
                 self.deliverer.enqueue(
@@ -426,7 +435,7 @@ class AlertEngine:
                     route=n.route,
                     group_key=n.group_key,
                 )
-            self.db.save_groups(groups)
+            self.db.save_groups(groups, before)
             self.deliverer.run(now)
 
     def _escalation_alert(self, ev: Any, deadline: str, now: float) -> None:

@@ -112,19 +112,31 @@ class AlertsDb:
             for r in rows
         }
 
-    def save_groups(self, groups: Mapping[GroupKey, GroupState]) -> None:
-        """Make the table hold exactly ``groups``."""
+    def save_groups(
+        self,
+        groups: Mapping[GroupKey, GroupState],
+        before: Mapping[GroupKey, GroupState] | None = None,
+    ) -> None:
+        """Make the table hold exactly ``groups``; given what it held ``before``, only the
+        rows that changed are written."""
 
         def work(cur: Any) -> None:
-            have = {
-                (r[0], r[1])
-                for r in self._s._exec(cur, "SELECT route, group_key FROM alert_groups").fetchall()
-            }
+            if before is None:
+                have = {
+                    (r[0], r[1])
+                    for r in self._s._exec(
+                        cur, "SELECT route, group_key FROM alert_groups"
+                    ).fetchall()
+                }
+            else:
+                have = set(before)
             for route, key in have - set(groups):
                 self._s._exec(
                     cur, "DELETE FROM alert_groups WHERE route = ? AND group_key = ?", (route, key)
                 )
             for (route, key), st in groups.items():
+                if before is not None and before.get((route, key)) == st:
+                    continue
                 self._s._exec(
                     cur,
                     "INSERT INTO alert_groups (route, group_key, created, next_flush, "

@@ -34,7 +34,7 @@ from cloud.alert_types import parse_duration
 from cloud.alerts_store import Actor, AlertsDb
 from cloud.events import ACTIONS, Workflow
 from cloud.events_store import Conflict, EventsDb
-from cloud.routing import Router, Silence, parse_matchers
+from cloud.routing import Route, Router, Silence, parse_matchers
 from cloud.store import NotFound
 from protocols.errors import InputError
 from protocols.timefmt import parse_iso
@@ -128,16 +128,13 @@ def router(ctx: Any) -> APIRouter:
         now = ctx.clock()
         found = desk.db.alerts(state=state, limit=2000)
         silences = desk.db.silences()
-        rt = desk.router
+        rt = desk.router or Router(Route("root", "none"))
+        mutes = rt.muted(found, silences, now)
         out = []
         for a in found:
             if not auth.sees_labels(who, a.labels, a.kind):
                 continue
-            muted = (
-                rt.muted_by(a, found, silences, now)
-                if rt is not None
-                else next((f"silence:{s.id}" for s in silences if s.mutes(a, now)), None)
-            )
+            muted = mutes.get(a.fingerprint)
             out.append(
                 {
                     **a.to_json(),

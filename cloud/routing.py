@@ -211,19 +211,43 @@ class Router:
         self.root = root
         self.inhibit = tuple(inhibit)
 
+    def muted(
+        self, alerts: Sequence[Alert], silences: Sequence[Silence], now: float
+    ) -> dict[str, str]:
+        """Why each muted alert is muted: fingerprint -> ``silence:ID`` or
+        ``inhibited:FINGERPRINT`` (the inhibiting alert). Linear in the alerts: the firing
+        sources of each inhibit rule are indexed by their ``equal`` label values."""
+        index: list[tuple[InhibitRule, dict[tuple[str, ...], list[Alert]]]] = []
+        for rule in self.inhibit:
+            by: dict[tuple[str, ...], list[Alert]] = {}
+            for src in alerts:
+                if src.firing and matches_all(rule.source, src.labels):
+                    by.setdefault(tuple(src.labels.get(k, "") for k in rule.equal), []).append(src)
+            index.append((rule, by))
+        active = [s for s in silences if s.state(now) == "active"]
+        out: dict[str, str] = {}
+        for a in alerts:
+            why = next((f"silence:{s.id}" for s in active if s.mutes(a, now)), None)
+            for rule, by in index:
+                if why is not None:
+                    break
+                if not matches_all(rule.target, a.labels):
+                    continue
+                key = tuple(a.labels.get(k, "") for k in rule.equal)
+                src = next((x for x in by.get(key, ()) if x.fingerprint != a.fingerprint), None)
+                if src is not None:
+                    why = f"inhibited:{src.fingerprint}"
+            if why is not None:
+                out[a.fingerprint] = why
+        return out
+
     def muted_by(
         self, alert: Alert, alerts: Sequence[Alert], silences: Sequence[Silence], now: float
     ) -> str | None:
-        """Why an alert is muted (``silence:ID`` or ``inhibited:FINGERPRINT``), or None."""
-        for s in silences:
-            if s.mutes(alert, now):
-                return f"silence:{s.id}"
-        firing = [a for a in alerts if a.firing]
-        for rule in self.inhibit:
-            src = rule.mutes(alert, firing)
-            if src is not None:
-                return f"inhibited:{src.fingerprint}"
-        return None
+        """Why one alert is muted, or None."""
+        return self.muted([alert, *[a for a in alerts if a is not alert]], silences, now).get(
+            alert.fingerprint
+        )
 
     def flush(
         self,
@@ -234,8 +258,9 @@ class Router:
     ) -> tuple[list[Notice], dict[GroupKey, GroupState]]:
         """Notices due at ``now`` and the group states after them (absent = deleted)."""
         buckets: dict[GroupKey, tuple[Route, dict[str, str], list[Alert]]] = {}
+        muted = self.muted(alerts, silences, now)
         for a in alerts:
-            if self.muted_by(a, alerts, silences, now) is not None:
+            if a.fingerprint in muted:
                 continue
             for route in self.root.match(a.labels):
                 key, glabels = route.group(a.labels)
