@@ -253,6 +253,8 @@ def parse_rules(
     grid_m = lt.number("grid_m", 1000.0, positive=True)
     lt.done()
     events = parse_events(doc.table("events"))
+    if events.notify is not None and events.notify not in receivers:
+        raise ConfigError(f"{source} [events] notify: no [[receiver]] named {events.notify!r}")
     orders = parse_orders(doc.table("orders"))
     try:
         keep = parse_duration(doc.raw("keep_resolved", "24h"))

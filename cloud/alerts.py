@@ -85,6 +85,7 @@ class AlertEngine:
             assignee=self.places.assignee,
             nearby=self.places.near,
             station_hours=self._station_hours if fusion is not None else None,
+            on_change=self._event_changed,
         )
         self.orders = OrderDesk(
             self.events_db, cfg.orders, commander, self.places, store.get_command
@@ -437,6 +438,36 @@ class AlertEngine:
                 )
             self.db.save_groups(groups, before)
             self.deliverer.run(now)
+
+    def _event_changed(self, ev: Any, action: str, actor: Any) -> None:
+        """Tell ``[events] notify`` of a dispatch (rework included) to a named person."""
+        receiver = self.cfg.events.notify
+        if receiver is None or ev.state != "dispatched" or action not in ("dispatch", "verify"):
+            return
+        labels = {
+            k: v
+            for k, v in (
+                ("event", ev.id),
+                ("site", ev.site),
+                ("cell", ev.cell),
+                ("area", ev.area),
+                ("station", ev.station),
+                ("assignee", ev.assignee),
+                ("level", ev.level),
+            )
+            if v
+        }
+        body = {
+            "version": "1",
+            "kind": "event",
+            "status": "dispatched",
+            "action": action,
+            "by": actor.name,
+            "event": ev.to_json(),
+            "common_labels": labels,
+            "alerts": [],
+        }
+        self.deliverer.enqueue(receiver, body, labels, self.clock())
 
     def _escalation_alert(self, ev: Any, deadline: str, now: float) -> None:
         labels = {

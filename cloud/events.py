@@ -67,6 +67,7 @@ class EventsConfig:
     auto_dispatch: bool = True
     sla: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_SLA))
     verification: VerificationConfig = field(default_factory=VerificationConfig)
+    notify: str | None = None  # receiver told of dispatches and rework (e.g. to = "assignee")
 
 
 def event_key(labels: Mapping[str, str], kind: str) -> str:
@@ -88,7 +89,9 @@ class Workflow:
         assignee: Callable[[Mapping[str, str], str], str | None] | None = None,
         nearby: Nearby | None = None,
         station_hours: StationHours | None = None,
+        on_change: Callable[[Event, str, Actor], None] | None = None,
     ) -> None:
+        self.on_change = on_change  # told of every action done (event after it, action, actor)
         self.db = db
         self.cfg = cfg or EventsConfig()
         self.clock = clock
@@ -254,6 +257,11 @@ class Workflow:
         if action == "merge":
             self.db.note(target.id, now, actor.name, actor.role, "merged_from", {"event": ev.id})
         log.info("events: %s %s %s -> %s", actor.name, action, ev.id, out.state)
+        if self.on_change is not None:
+            try:
+                self.on_change(out, action, actor)
+            except Exception:
+                log.exception("events: telling of %s %s failed", action, ev.id)
         return out
 
     def _dispatch(self, level: str, now: float) -> dict[str, Any]:
@@ -381,6 +389,7 @@ def parse_events(t: Table) -> EventsConfig:
         min_level=t.text("min_level", d.min_level, choices=LEVELS),
         auto_file=t.flag("auto_file", d.auto_file),
         auto_dispatch=t.flag("auto_dispatch", d.auto_dispatch),
+        notify=t.text("notify", None),
         sla=sla,
         verification=ver,
     )

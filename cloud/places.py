@@ -176,6 +176,15 @@ class Places:
             for a in actors:
                 if a.role == "officer" and site is not None and a.site == site.id:
                     out.setdefault(a.name, Target(url=a.webhook, person=a.name, role=a.role))
+        elif to == "assignee":
+            name = labels.get("assignee", "")
+            site = self.site(labels["site"]) if labels.get("site") else None
+            for p in site.persons if site is not None else ():
+                if p.name == name:
+                    out[p.name] = Target(url=p.webhook, person=p.name, role=p.role)
+            for a in actors:
+                if a.name == name:
+                    out.setdefault(a.name, Target(url=a.webhook, person=a.name, role=a.role))
         elif to == "cell_inspector":
             places = {labels.get("cell", ""), labels.get("area", "")} - {""}
             for a in actors:

@@ -15,8 +15,9 @@ Receiver types (``[[receiver]]`` in the rule file):
   other 4xx are not (escalated at once).
 * ``person`` — point to point: ``to = "site_officer"`` (the responsible persons of the
   alert's site, from the registry), ``"cell_inspector"`` (actors with role inspector for
-  the alert's cell) or ``"maintainer"``; each person with a webhook gets their own signed
-  POST. Nobody found -> the ``fallback`` receiver.
+  the alert's cell), ``"maintainer"`` or ``"assignee"`` (the person an event was
+  dispatched to, by name); each person with a webhook gets their own signed POST. Nobody
+  found -> the ``fallback`` receiver.
 * ``downlink`` — an ``alert`` command (``down/cmd``) to the gateway of the alert's station
   or site, with ``level`` info/warning/critical and a message.
 * ``log`` — one log line per notification; never fails.
@@ -44,7 +45,7 @@ from protocols.tomlconf import Table
 log = logging.getLogger(__name__)
 
 TYPES: Final = ("webhook", "person", "downlink", "log")
-PERSON_TARGETS: Final = ("site_officer", "cell_inspector", "maintainer")
+PERSON_TARGETS: Final = ("site_officer", "cell_inspector", "maintainer", "assignee")
 SIGNATURE_HEADER: Final = "X-Airtrace-Signature"
 GATEWAY_LEVEL: Final = {
     "blue": "info",

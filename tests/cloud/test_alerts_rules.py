@@ -137,3 +137,8 @@ def test_malformed_rule_files_say_file_rule_and_reason(text: str, message: str) 
         parse_rules(text, source="bad.toml")
     assert str(err.value).startswith("bad.toml"), str(err.value)
     assert message in str(err.value), str(err.value)
+
+
+def test_events_notify_must_name_a_receiver() -> None:
+    with pytest.raises(ConfigError, match=r"\[events\] notify: no \[\[receiver\]\] named 'x'"):
+        parse_rules(GOOD_TAIL + '[events]\nnotify = "x"\n', source="bad.toml")
