@@ -115,6 +115,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         version="1",
         openapi_url=f"{PREFIX}/openapi.json",
         docs_url=f"{PREFIX}/docs",
+        swagger_ui_oauth2_redirect_url=f"{PREFIX}/docs/oauth2-redirect",
         redoc_url=None,
     )
     bearer = HTTPBearer(auto_error=False)
@@ -310,6 +311,13 @@ def create_app(ctx: ApiContext) -> FastAPI:
     @r.get("/areas", tags=["registry"])
     def areas() -> list[dict[str, Any]]:
         return [asdict(a) for a in ctx.store.areas()]
+
+    @r.get("/areas/{area_id}", tags=["registry"])
+    def area(area_id: str) -> dict[str, Any]:
+        a = ctx.store.get_area(area_id)
+        if a is None:
+            raise HTTPException(404, f"no area {area_id!r}")
+        return asdict(a)
 
     @r.put("/areas/{area_id}", tags=["registry"])
     def put_area(area_id: str, body: AreaIn) -> dict[str, Any]:

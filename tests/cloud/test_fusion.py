@@ -258,3 +258,24 @@ def test_the_pushed_command_carries_what_the_gateway_accepts(store: Store) -> No
         "colocation",
     )
     assert store.get_command(pushed.command_id).cmd == "set_calibration"
+
+
+def test_the_fusion_part_judges_health_and_fits_colocated_pairs(tmp_path: Path) -> None:
+    from cloud.config import parse_config
+    from cloud.service import FusionPart, Service
+
+    cfg = parse_config(
+        f'[store]\nurl = "sqlite:///{tmp_path}/s.db"\n[ingest]\nenabled = false\n'
+        "[domain]\norigin_lat = 34.8\norigin_lon = 113.5\n[fusion]\ncolocation_days = 10\n"
+    )
+    service = Service(cfg, clock=lambda: H0)
+    try:
+        _colocated(service.store, np.random.default_rng(5), lambda c, rh: 1.5 * c + 2)
+        FusionPart(service).tick(H0)
+        health = service.store.health()
+        assert set(health) == {"MIC", "REF"}
+        (cal,) = service.store.calibrations("MIC")
+        assert (cal.reference, cal.quantity, cal.command_id) == ("REF", "pm25", None)
+        assert cal.slope == pytest.approx(1 / 1.5, rel=0.05)
+    finally:
+        service.stop()
