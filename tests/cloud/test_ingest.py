@@ -143,3 +143,23 @@ def test_shared_subscription_still_sees_retained_statuses(
         wait_for(lambda: gateway.upto("GX-7") == 2, what="shared telemetry")
     finally:
         ing.stop()
+
+
+@pytest.mark.postgres
+def test_a_pack_the_database_refuses_is_quarantined_and_the_rest_stored(
+    postgres_url: str, broker, gateway: Gateway
+) -> None:
+    bad = pack_bytes("GX-8", [1]).replace(b'"sensor":"pm"', b'"sensor":"pm","why":"nul \\u0000 here"')
+    with open_store(postgres_url) as store:  # PostgreSQL text cannot hold NUL
+        ing = make_ingest(store, broker.url)
+        ing.start()
+        try:
+            assert ing.wait_connected(10)
+            gateway.publish("airtrace/v1/GX-8/up/telemetry", bad)
+            gateway.telemetry("GX-9", [1, 2])
+            wait_for(lambda: gateway.upto("GX-9") == 2, what="the good pack")
+            wait_for(lambda: store.quarantine_counts().get("store") == 1, what="the refused pack")
+            assert store.reading_count("GX-8") == 0
+            assert "NUL" in store.quarantine_entries()[0].reason
+        finally:
+            ing.stop()
