@@ -149,7 +149,9 @@ def test_shared_subscription_still_sees_retained_statuses(
 def test_a_pack_the_database_refuses_is_quarantined_and_the_rest_stored(
     postgres_url: str, broker, gateway: Gateway
 ) -> None:
-    bad = pack_bytes("GX-8", [1]).replace(b'"sensor":"pm"', b'"sensor":"pm","why":"nul \\u0000 here"')
+    bad = pack_bytes("GX-8", [1]).replace(
+        b'"sensor":"pm"', b'"sensor":"pm","why":"nul \\u0000 here"'
+    )
     with open_store(postgres_url) as store:  # PostgreSQL text cannot hold NUL
         ing = make_ingest(store, broker.url)
         ing.start()
