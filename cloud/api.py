@@ -370,5 +370,17 @@ def create_app(ctx: ApiContext) -> FastAPI:
         """MET.csv rows of one hour, vector-averaged over the met stations."""
         return ctx.fusion.hourly_met(_t(hour, "hour") or 0.0)
 
+    @r.get("/inversion", tags=["data"])
+    def inversion(
+        since: str | None = None, until: str | None = None, quantity: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The hourly inversion's results (RESULT.json of each hour), oldest first."""
+        return [
+            {"hour": to_iso(h, ms=False), "quantity": q, "result": res, "computed": _iso(c)}
+            for h, q, res, c in ctx.store.inversion_results(
+                _t(since, "since"), _t(until, "until"), quantity
+            )
+        ]
+
     app.include_router(r)
     return app
