@@ -19,7 +19,7 @@ config_option = click.option(
 )
 
 
-def _todo(verb: str) -> InputError:  # for verbs still to come
+def _todo(verb: str) -> InputError:
     return InputError(f"'airtrace cloud {verb}' is not implemented yet")
 
 
