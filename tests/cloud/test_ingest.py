@@ -165,3 +165,20 @@ def test_a_pack_the_database_refuses_is_quarantined_and_the_rest_stored(
             assert "NUL" in store.quarantine_entries()[0].reason
         finally:
             ing.stop()
+
+
+def test_ingest_comes_back_after_the_broker_is_killed(
+    ingest: Ingest, broker, gateway: Gateway
+) -> None:
+    gateway.telemetry("GX-10", [1])
+    wait_for(lambda: gateway.upto("GX-10") == 1, what="before the crash")
+    broker.kill()  # kill -9: the broker forgets the sessions it had not saved
+    broker.start()
+    wait_for(lambda: ingest.client.connected and gateway.client.is_connected(), 30, "reconnects")
+    wait_for(lambda: ingest.wait_connected(0.1), 30, "the subscription renewed")
+    gateway.client.subscribe(
+        [("airtrace/v1/+/down/#", 1)]
+    )  # the test gateway's own session is gone too
+    gateway.telemetry("GX-10", [1, 2, 3])  # a gateway resends what the watermark lacks
+    wait_for(lambda: gateway.upto("GX-10") == 3, 30, "after the crash")
+    assert ingest.store.reading_count("GX-10") == 3
