@@ -82,7 +82,9 @@ class Mosquitto:
         self.proc.wait()
 
 
-def make_packs(n_readings: int, pack: int, stations: int, t0: float) -> list[tuple[str, bytes, int]]:
+def make_packs(
+    n_readings: int, pack: int, stations: int, t0: float
+) -> list[tuple[str, bytes, int]]:
     out = []
     per_station = n_readings // stations
     for s in range(stations):
@@ -194,13 +196,21 @@ def ingest_drain(url: str, store_url: str, packs: list[tuple[str, bytes, int]]) 
     stats = ingest.stats.as_dict()
     ingest.stop()
     store.close()
-    return {"readings_per_s": readings / took, "seconds": round(took, 3), "batches": stats["batches"]}
+    return {
+        "readings_per_s": readings / took,
+        "seconds": round(took, 3),
+        "batches": stats["batches"],
+    }
 
 
-def latency(url: str, store_url: str, rate_packs: float, pack: int, seconds: float) -> dict[str, Any]:
+def latency(
+    url: str, store_url: str, rate_packs: float, pack: int, seconds: float
+) -> dict[str, Any]:
     """Reading -> committed and reading -> watermark at a steady offered load."""
     cid = f"bench-lat-{uuid.uuid4().hex[:6]}"
-    cfg = parse_config(f'[mqtt]\nurl = "{url}"\nclient_id = "{cid}"\n[store]\nurl = "{store_url}"\n')
+    cfg = parse_config(
+        f'[mqtt]\nurl = "{url}"\nclient_id = "{cid}"\n[store]\nurl = "{store_url}"\n'
+    )
     assert cfg.mqtt is not None
     store = open_store(store_url)
     ingest = Ingest(store, cfg.ingest, cfg.mqtt)
@@ -227,8 +237,14 @@ def latency(url: str, store_url: str, rate_packs: float, pack: int, seconds: flo
         due = start + k / rate_packs
         time.sleep(max(0.0, due - time.time()))
         now = time.time()
-        recs = tuple(Record(i, "pm25", "ug/m3", now, 12.0, cal=1) for i in range(next_id, next_id + pack))
-        c.publish(f"airtrace/v1/{station}/up/telemetry", encode_pack(Pack(station, recs, epoch="lat")), qos=1)
+        recs = tuple(
+            Record(i, "pm25", "ug/m3", now, 12.0, cal=1) for i in range(next_id, next_id + pack)
+        )
+        c.publish(
+            f"airtrace/v1/{station}/up/telemetry",
+            encode_pack(Pack(station, recs, epoch="lat")),
+            qos=1,
+        )
         sent_at[next_id + pack - 1] = now
         next_id += pack
     last = next_id - 1
@@ -253,7 +269,11 @@ def latency(url: str, store_url: str, rate_packs: float, pack: int, seconds: flo
     return {
         "offered_readings_per_s": rate_packs * pack,
         "reading_to_commit_ms": {"p50": pct(commit, 50), "p99": pct(commit, 99), "n": len(commit)},
-        "reading_to_watermark_ms": {"p50": pct(to_mark, 50), "p99": pct(to_mark, 99), "n": len(to_mark)},
+        "reading_to_watermark_ms": {
+            "p50": pct(to_mark, 50),
+            "p99": pct(to_mark, 99),
+            "n": len(to_mark),
+        },
     }
 
 
@@ -263,7 +283,7 @@ def pg_available(url: str) -> bool:
 
         psycopg.connect(url, connect_timeout=3).close()
         return True
-    except Exception:  # noqa: BLE001 - any failure means: skip PostgreSQL
+    except Exception:
         return False
 
 
@@ -289,7 +309,10 @@ def main() -> None:
     ap.add_argument("--pack", type=int, nargs="+", default=[500, 50])
     ap.add_argument("--stations", type=int, default=20)
     ap.add_argument("--backends", nargs="+", default=["sqlite", "postgres"])
-    ap.add_argument("--pg", default=os.environ.get("AIRTRACE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"))
+    ap.add_argument(
+        "--pg",
+        default=os.environ.get("AIRTRACE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
     ap.add_argument("--latency-seconds", type=float, default=5.0)
     args = ap.parse_args()
     if shutil.which("mosquitto") is None:
@@ -302,7 +325,9 @@ def main() -> None:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
-            "mosquitto": subprocess.run(["mosquitto", "-h"], capture_output=True, text=True, check=False).stdout.splitlines()[0],
+            "mosquitto": subprocess.run(
+                ["mosquitto", "-h"], capture_output=True, text=True, check=False
+            ).stdout.splitlines()[0],
         },
         "goal": {"ratio_to_raw": 0.5, "readings_per_s": 100_000},
         "runs": [],
@@ -313,7 +338,11 @@ def main() -> None:
             raw = raw_drain(broker.url, packs)
             parse_only = json_only(packs)
             for backend in args.backends:
-                run: dict[str, Any] = {"pack_readings": pack, "backend": backend, "readings": sum(n for *_, n in packs)}
+                run: dict[str, Any] = {
+                    "pack_readings": pack,
+                    "backend": backend,
+                    "readings": sum(n for *_, n in packs),
+                }
                 if backend == "postgres":
                     if not pg_available(args.pg):
                         run["skipped"] = f"no PostgreSQL at {args.pg}"
@@ -332,7 +361,9 @@ def main() -> None:
                     run["ratio"] = round(got["readings_per_s"] / raw, 3)
                     run["meets_goal"] = run["ratio"] >= 0.5 and run["readings_per_s"] >= 100_000
                     if pack == args.pack[0]:
-                        run["latency"] = latency(broker.url, store_url, 20.0, 100, args.latency_seconds)
+                        run["latency"] = latency(
+                            broker.url, store_url, 20.0, 100, args.latency_seconds
+                        )
                 finally:
                     if name:
                         drop_pg(args.pg, name)

@@ -115,6 +115,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         version="1",
         openapi_url=f"{PREFIX}/openapi.json",
         docs_url=f"{PREFIX}/docs",
+        swagger_ui_oauth2_redirect_url=f"{PREFIX}/docs/oauth2-redirect",
         redoc_url=None,
     )
     bearer = HTTPBearer(auto_error=False)
@@ -311,6 +312,13 @@ def create_app(ctx: ApiContext) -> FastAPI:
     def areas() -> list[dict[str, Any]]:
         return [asdict(a) for a in ctx.store.areas()]
 
+    @r.get("/areas/{area_id}", tags=["registry"])
+    def area(area_id: str) -> dict[str, Any]:
+        a = ctx.store.get_area(area_id)
+        if a is None:
+            raise HTTPException(404, f"no area {area_id!r}")
+        return asdict(a)
+
     @r.put("/areas/{area_id}", tags=["registry"])
     def put_area(area_id: str, body: AreaIn) -> dict[str, Any]:
         a = Area(area_id, body.name, body.kind, body.geometry)
@@ -361,6 +369,18 @@ def create_app(ctx: ApiContext) -> FastAPI:
     def met(hour: str) -> list[dict[str, Any]]:
         """MET.csv rows of one hour, vector-averaged over the met stations."""
         return ctx.fusion.hourly_met(_t(hour, "hour") or 0.0)
+
+    @r.get("/inversion", tags=["data"])
+    def inversion(
+        since: str | None = None, until: str | None = None, quantity: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The hourly inversion's results (RESULT.json of each hour), oldest first."""
+        return [
+            {"hour": to_iso(h, ms=False), "quantity": q, "result": res, "computed": _iso(c)}
+            for h, q, res, c in ctx.store.inversion_results(
+                _t(since, "since"), _t(until, "until"), quantity
+            )
+        ]
 
     app.include_router(r)
     from cloud.api_events import router as events_router  # alerts, silences, events

@@ -19,7 +19,7 @@ config_option = click.option(
 )
 
 
-def _todo(verb: str) -> InputError:  # for verbs still to come
+def _todo(verb: str) -> InputError:
     return InputError(f"'airtrace cloud {verb}' is not implemented yet")
 
 
@@ -32,10 +32,12 @@ def app() -> None:
 @config_option
 def run(config: Path) -> None:
     """Run the central service (ingest, fusion, API, hourly inversion, alerts) until SIGTERM."""
+    from cloud.clock import clock_from_env
     from cloud.config import load_config
     from cloud.service import Service
 
-    Service(load_config(config)).run()
+    cfg = load_config(config)
+    Service(cfg, clock=clock_from_env()).run()
 
 
 @app.command()

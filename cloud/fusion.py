@@ -264,7 +264,7 @@ class Fusion:
         ]
 
     def inversion_inputs(
-        self, hour_start: float, quantity: str
+        self, hour_start: float, quantity: str = "pm10"
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(OBS rows, MET rows) of one hour: what the hourly inversion fetches."""
         return self.hourly_obs(hour_start, quantity), self.hourly_met(hour_start)

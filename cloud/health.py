@@ -4,10 +4,11 @@ flat line), drift (hourly means drifting away from the neighbours').
 ``assess(now)`` judges every registered station and returns ``Health`` values, worst
 first in ``status``: offline > stale > stuck > drift > ok (``unknown`` for a station that
 never sent data). Stuck: over the last ``stuck_minutes`` a quantity's valid values are all
-equal (at least 5 readings). Drift: over the last ``drift_hours`` the median ratio of the
-station's valid hourly means to the median of its neighbours' (stations within
-``neighbour_radius_m``, at least two, or one reference) is off 1 by more than
-``drift_ratio``; judged for the quantities ``colocation_quantities`` names (PM by default).
+equal (at least 5 readings; pollutants and wind speed only). Drift: over the last
+``drift_hours`` the median ratio of the station's valid hourly means to the median of its
+neighbours' (stations within ``neighbour_radius_m``, at least two, or one reference) is off
+1 by more than ``drift_ratio``; judged for the quantities ``colocation_quantities`` names
+(PM by default).
 """
 
 from __future__ import annotations
@@ -23,6 +24,25 @@ from cloud.store.types import Health, Station
 from protocols.telemetry import VALID_FLAGS
 
 STUCK_MIN_READINGS = 5
+#: what is judged for a flat line: pollutants and wind speed vary minute to minute; a
+#: temperature or humidity may sit still for an hour at the sensor's resolution
+STUCK_QUANTITIES = frozenset(
+    {
+        "pm1",
+        "pm25",
+        "pm10",
+        "tsp",
+        "no2",
+        "no",
+        "nox",
+        "so2",
+        "co",
+        "o3",
+        "voc",
+        "co2",
+        "wind_speed",
+    }
+)
 DRIFT_MIN_HOURS = 6
 
 
@@ -66,7 +86,7 @@ class HealthJudge:
                     status = "stale"
                 reasons.append(f"no data for {int((now - received) // 60)} min")
             for quantity in by_station.get(st.id, []):
-                if self._stuck(st.id, quantity, now):
+                if quantity in STUCK_QUANTITIES and self._stuck(st.id, quantity, now):
                     if status == "ok":
                         status = "stuck"
                     reasons.append(f"{quantity} flat for {self.cfg.stuck_minutes:g} min")

@@ -100,6 +100,9 @@ def classify(message: Message, payload_max: int = 4096) -> Item:  # noqa: PLR091
             return AckUpdate(ref.station, decode_ack(message.payload), message.received)
     except TelemetryError as exc:
         return quarantine(str(exc), ref.kind.split("/")[-1], ref.station)
+    except Exception as exc:  # a decoder bug must not stop the feed: keep the message
+        log.exception("ingest: decoding %s failed unexpectedly", message.topic)
+        return quarantine(f"internal error: {type(exc).__name__}: {exc}", "internal", ref.station)
     return quarantine(f"not an uplink topic kind: {ref.kind}", "topic", ref.station)
 
 
@@ -196,9 +199,17 @@ class Ingest:
         while True:
             stopping = self._stop.is_set()
             batch = self._take(block=not stopping)
-            if batch:
-                self._commit(batch)
-            self._publish_watermarks(force=stopping and not batch)
+            try:
+                if batch:
+                    self._commit(batch)
+                self._publish_watermarks(force=stopping and not batch)
+            except Exception as exc:  # a bug of ours: keep every message, never stop the feed
+                log.exception("ingest: a batch failed unexpectedly; storing it message by message")
+                for d in batch:
+                    try:
+                        self._commit([d])
+                    except Exception:
+                        self._commit([self._refused(d, AirtraceError(f"internal error: {exc}"))])
             if stopping and not batch:
                 return
 

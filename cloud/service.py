@@ -150,6 +150,45 @@ class ApiPart:
             self._sock.close()
 
 
+class JobPart:
+    """A periodic job as a part: its own ``start``/``stop`` when it has them, else
+    ``tick(now)`` (or ``run_due(now)``) every ``every_s`` seconds on a thread."""
+
+    def __init__(self, name: str, job: Any, clock: Callable[[], float], every_s: float = 30.0):
+        self.name = name
+        self.job = job
+        self.clock = clock
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if hasattr(self.job, "start"):
+            self.job.start()
+            return
+        step = getattr(self.job, "tick", None) or getattr(self.job, "run_due", None)
+        if step is None:
+            raise ServiceError(f"{self.name}: the job has neither start() nor tick(now)")
+
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    step(self.clock())
+                except Exception:
+                    log.exception("%s: a round failed", self.name)
+                self._stop.wait(self.every_s)
+
+        self._thread = threading.Thread(target=run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if hasattr(self.job, "stop"):
+            self.job.stop()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+
 class IngestPart:
     name = "ingest"
 
@@ -182,6 +221,7 @@ class Service:
         self.parts: list[Part] = []
         self.ingest_part: IngestPart | None = None
         self.commander: Commander | None = None
+        self.source_listeners: list[Callable[[float, Any], None]] = []
         self._stop = threading.Event()
 
     # -- what parts share -------------------------------------------------------------
@@ -240,21 +280,45 @@ class Service:
 
     # -- hooks for the parts other issues bring ---------------------------------------
     def _inversion_part(self) -> Part | None:
-        """HOOK (inversion): the hourly inversion, ``cloud/hourly.py`` (branch science).
+        """HOOK (inversion): the hourly inversion of ``cloud/hourly.py`` (branch science).
 
-        Once it lands it is wired here as ``HourlyJob(clock, fetch_inputs, save_result,
-        on_sources)`` with ``fetch_inputs = self.fusion.inversion_inputs`` (OBS and MET rows
-        of an hour, DESIGN 4.3). Until then ``[inversion] enabled = true`` only warns."""
+        Wired as ``HourlyJob(clock, fetch_inputs, save_result, on_sources)`` with
+        ``fetch_inputs = self.fusion.inversion_inputs`` (OBS and MET rows of an hour,
+        DESIGN 4.3), ``save_result = self.save_inversion`` (kept in the store) and
+        ``on_sources = self.sources_found`` (handed to every ``source_listeners`` entry,
+        e.g. the alerts). ``cloud.hourly.make_part(service)``, when it exists, wins. Until the
+        module lands, ``[inversion] enabled = true`` only warns."""
         try:
             from cloud import hourly  # type: ignore[attr-defined]
         except ImportError:
             log.warning("inversion: enabled in the config but cloud.hourly is not in this build")
             return None
         factory = getattr(hourly, "make_part", None)
-        if factory is None:
-            log.warning("inversion: cloud.hourly has no make_part(service) yet; not started")
+        if factory is not None:
+            return factory(self)  # type: ignore[no-any-return]
+        job_class = getattr(hourly, "HourlyJob", None)
+        if job_class is None:
+            log.warning("inversion: cloud.hourly has neither make_part nor HourlyJob; not started")
             return None
-        return factory(self)  # type: ignore[no-any-return]
+        job = job_class(
+            clock=self.clock,
+            fetch_inputs=self.fusion.inversion_inputs,
+            save_result=self.save_inversion,
+            on_sources=self.sources_found,
+        )
+        return JobPart("inversion", job, self.clock)
+
+    def save_inversion(self, hour_start: float, result: Any, quantity: str = "pm10") -> None:
+        """Keep an hour's RESULT.json (a mapping, or an object with ``to_json()``)."""
+        data = result.to_json() if hasattr(result, "to_json") else dict(result)
+        self.store.put_inversion_result(hour_start, quantity, data, self.clock())
+
+    def sources_found(self, hour_start: float, sources: Any) -> None:
+        for listener in list(self.source_listeners):
+            try:
+                listener(hour_start, sources)
+            except Exception:
+                log.exception("inversion: a sources listener failed")
 
     def _alerts_part(self) -> Part | None:
         """HOOK (alerts): ``cloud/alerts.py`` exposes ``make_part(service) -> Part`` (it gets

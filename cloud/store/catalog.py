@@ -10,7 +10,7 @@ A mixin of ``SqlStore``: it uses only ``_write``, ``_exec``, ``_all`` and ``_one
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cloud.store.types import (
@@ -311,6 +311,38 @@ class CatalogMixin:
             params,
         )
         return [_calibration(r) for r in rows]
+
+    # -- hourly inversion results ----------------------------------------------------
+    def put_inversion_result(
+        self, hour: float, quantity: str, result: Mapping[str, Any], computed: float
+    ) -> None:
+        """Keep (or replace) the inversion's RESULT.json of an hour (DESIGN 4.3)."""
+        self._write(
+            lambda cur: self._exec(
+                cur,
+                "INSERT INTO inversion_results (hour, quantity, result, computed) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (hour, quantity) DO UPDATE SET "
+                "result = excluded.result, computed = excluded.computed",
+                (hour, quantity, dumps(dict(result)), computed),
+            )
+        )
+
+    def inversion_results(
+        self, since: float | None = None, until: float | None = None, quantity: str | None = None
+    ) -> list[tuple[float, str, dict[str, Any], float]]:
+        """(hour, quantity, result, computed), oldest first."""
+        cond, params = [], []
+        for sql, value in (("hour >= ?", since), ("hour < ?", until), ("quantity = ?", quantity)):
+            if value is not None:
+                cond.append(sql)
+                params.append(value)
+        where = f"WHERE {' AND '.join(cond)}" if cond else ""
+        rows = self._all(
+            f"SELECT hour, quantity, result, computed FROM inversion_results {where} "
+            "ORDER BY hour, quantity",
+            params,
+        )
+        return [(float(r[0]), r[1], json.loads(r[2]), float(r[3])) for r in rows]
 
     # -- health -----------------------------------------------------------------------
     def put_health(self, items: Iterable[Health]) -> None:

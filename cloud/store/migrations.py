@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Final
 
-MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
+MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (
         1,
         "readings, streams, custody, gaps, quarantine, registry, commands, calibrations, health",
@@ -163,6 +163,22 @@ MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
                 reasons TEXT NOT NULL,
                 computed {real} NOT NULL,
                 last_received {real}
+            )""",
+        ),
+    ),
+)
+
+MIGRATIONS += (
+    (
+        2,
+        "hourly inversion results",
+        (
+            """CREATE TABLE inversion_results (
+                hour {real} NOT NULL,
+                quantity TEXT NOT NULL,
+                result TEXT NOT NULL,
+                computed {real} NOT NULL,
+                PRIMARY KEY (hour, quantity)
             )""",
         ),
     ),

@@ -108,3 +108,16 @@ def test_ingest_off_needs_no_broker(tmp_path: Path) -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_the_demo_clock_is_shared_through_the_environment() -> None:
+    import time
+
+    from cloud.clock import clock_from_env
+
+    anchor = time.time()
+    now = clock_from_env({"AIRTRACE_CLOCK": f"1000000@360@{anchor}"})()
+    assert 1_000_000.0 <= now < 1_000_000.0 + 360 * 5
+    assert clock_from_env({}) is time.time
+    with pytest.raises(ConfigError, match="START@RATE@ANCHOR"):
+        clock_from_env({"AIRTRACE_CLOCK": "soon"})

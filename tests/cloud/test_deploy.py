@@ -84,8 +84,9 @@ def gateway_client(port: int, ca: Path, user: str, pw: str) -> mqtt.Client:
 def test_tls_passwords_and_the_per_gateway_acl(secure_broker, tmp_path: Path) -> None:
     port, etc, users = secure_broker
     cfg = parse_config(
-        f'[mqtt]\nurl = "mqtts://localhost:{port}"\nclient_id = "cloud-1"\nusername = "airtrace-cloud"\n'
-        f'password = "{users["airtrace-cloud"]}"\nca_file = "{etc}/ca.crt"\nshare_group = "ingest"\n'
+        f'[mqtt]\nurl = "mqtts://localhost:{port}"\nclient_id = "cloud-1"\n'
+        f'username = "airtrace-cloud"\npassword = "{users["airtrace-cloud"]}"\n'
+        f'ca_file = "{etc}/ca.crt"\nshare_group = "ingest"\n'
         f'[store]\nurl = "sqlite:///{tmp_path}/c.db"\n[ingest]\nwatermark_interval_s = 0.05\n'
     )
     assert cfg.mqtt is not None

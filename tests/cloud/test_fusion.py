@@ -19,6 +19,7 @@ from cloud.store import Store, open_store
 from cloud.store.types import Batch, PackRows, Station, StatusUpdate
 from protocols.geo import Origin, to_local
 from protocols.telemetry import Status
+from tests.cloud.conftest import wait_for
 
 H0 = 1_780_002_000.0 - (1_780_002_000.0 % HOUR)  # an hour boundary
 ORIGIN = Origin(34.80, 113.50)
@@ -258,3 +259,65 @@ def test_the_pushed_command_carries_what_the_gateway_accepts(store: Store) -> No
         "colocation",
     )
     assert store.get_command(pushed.command_id).cmd == "set_calibration"
+
+
+def test_the_fusion_part_judges_health_and_fits_colocated_pairs(tmp_path: Path) -> None:
+    from cloud.config import parse_config
+    from cloud.service import FusionPart, Service
+
+    cfg = parse_config(
+        f'[store]\nurl = "sqlite:///{tmp_path}/s.db"\n[ingest]\nenabled = false\n'
+        "[domain]\norigin_lat = 34.8\norigin_lon = 113.5\n[fusion]\ncolocation_days = 10\n"
+    )
+    service = Service(cfg, clock=lambda: H0)
+    try:
+        _colocated(service.store, np.random.default_rng(5), lambda c, rh: 1.5 * c + 2)
+        FusionPart(service).tick(H0)
+        health = service.store.health()
+        assert set(health) == {"MIC", "REF"}
+        (cal,) = service.store.calibrations("MIC")
+        assert (cal.reference, cal.quantity, cal.command_id) == ("REF", "pm25", None)
+        assert cal.slope == pytest.approx(1 / 1.5, rel=0.05)
+    finally:
+        service.stop()
+
+
+def test_the_inversion_hook_wires_an_hourly_job(tmp_path: Path, monkeypatch) -> None:
+    import sys
+    import types
+
+    from cloud.config import parse_config
+    from cloud.service import Service
+
+    class HourlyJob:  # the shape cloud/hourly.py (branch science) promises
+        def __init__(self, clock, fetch_inputs, save_result, on_sources) -> None:
+            self.clock, self.fetch, self.save, self.on_sources = (
+                clock,
+                fetch_inputs,
+                save_result,
+                on_sources,
+            )
+
+        def tick(self, now: float) -> None:
+            hour = now - now % HOUR - HOUR
+            obs, met = self.fetch(hour)
+            self.save(hour, {"sources": [{"x_m": 1.0}], "n_obs": len(obs), "n_met": len(met)})
+            self.on_sources(hour, [{"x_m": 1.0}])
+
+    monkeypatch.setitem(sys.modules, "cloud.hourly", types.SimpleNamespace(HourlyJob=HourlyJob))
+    cfg = parse_config(
+        f'[store]\nurl = "sqlite:///{tmp_path}/s.db"\n[ingest]\nenabled = false\n'
+        "[fusion]\nenabled = false\n[domain]\norigin_lat = 34.8\norigin_lon = 113.5\n"
+        "[inversion]\nenabled = true\n"
+    )
+    service = Service(cfg, clock=lambda: H0 + 60)
+    heard: list[float] = []
+    service.source_listeners.append(lambda hour, sources: heard.append(hour))
+    service.start()
+    try:
+        assert [p.name for p in service.parts] == ["inversion"]
+        wait_for(lambda: heard, 10, "the first round")
+        ((hour, quantity, result, _),) = service.store.inversion_results()
+        assert (hour, quantity, result["n_obs"]) == (H0 - HOUR, "pm10", 0)
+    finally:
+        service.stop()

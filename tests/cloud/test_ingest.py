@@ -143,3 +143,42 @@ def test_shared_subscription_still_sees_retained_statuses(
         wait_for(lambda: gateway.upto("GX-7") == 2, what="shared telemetry")
     finally:
         ing.stop()
+
+
+@pytest.mark.postgres
+def test_a_pack_the_database_refuses_is_quarantined_and_the_rest_stored(
+    postgres_url: str, broker, gateway: Gateway
+) -> None:
+    bad = pack_bytes("GX-8", [1]).replace(
+        b'"sensor":"pm"', b'"sensor":"pm","why":"nul \\u0000 here"'
+    )
+    with open_store(postgres_url) as store:  # PostgreSQL text cannot hold NUL
+        ing = make_ingest(store, broker.url)
+        ing.start()
+        try:
+            assert ing.wait_connected(10)
+            gateway.publish("airtrace/v1/GX-8/up/telemetry", bad)
+            gateway.telemetry("GX-9", [1, 2])
+            wait_for(lambda: gateway.upto("GX-9") == 2, what="the good pack")
+            wait_for(lambda: store.quarantine_counts().get("store") == 1, what="the refused pack")
+            assert store.reading_count("GX-8") == 0
+            assert "NUL" in store.quarantine_entries()[0].reason
+        finally:
+            ing.stop()
+
+
+def test_ingest_comes_back_after_the_broker_is_killed(
+    ingest: Ingest, broker, gateway: Gateway
+) -> None:
+    gateway.telemetry("GX-10", [1])
+    wait_for(lambda: gateway.upto("GX-10") == 1, what="before the crash")
+    broker.kill()  # kill -9: the broker forgets the sessions it had not saved
+    broker.start()
+    wait_for(lambda: ingest.client.connected and gateway.client.is_connected(), 30, "reconnects")
+    wait_for(lambda: ingest.wait_connected(0.1), 30, "the subscription renewed")
+    gateway.client.subscribe(
+        [("airtrace/v1/+/down/#", 1)]
+    )  # the test gateway's own session is gone too
+    gateway.telemetry("GX-10", [1, 2, 3])  # a gateway resends what the watermark lacks
+    wait_for(lambda: gateway.upto("GX-10") == 3, 30, "after the crash")
+    assert ingest.store.reading_count("GX-10") == 3

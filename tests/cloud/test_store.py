@@ -314,3 +314,12 @@ def test_calibrations_and_health(store) -> None:
     assert (got.slope, got.offset, got.kappa, got.meets_targets) == (0.6, 2.0, 0.25, True)
     store.put_health([Health("M1", "stuck", ("pm25 flat for 70 min",), T0, T0 - 5)])
     assert store.health()["M1"].reasons == ("pm25 flat for 70 min",)
+
+
+def test_inversion_results_are_kept_per_hour_and_quantity(store) -> None:
+    store.put_inversion_result(T0, "pm10", {"sources": [], "background_ug_m3": 30.0}, T0 + 60)
+    store.put_inversion_result(T0, "pm10", {"sources": [{"x_m": 50.0}]}, T0 + 120)  # replaces
+    store.put_inversion_result(T0 + 3600, "pm25", {"sources": []}, T0 + 3700)
+    got = store.inversion_results(quantity="pm10")
+    assert got == [(T0, "pm10", {"sources": [{"x_m": 50.0}]}, T0 + 120)]
+    assert len(store.inversion_results(since=T0 + 1)) == 1
