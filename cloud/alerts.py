@@ -280,10 +280,18 @@ class AlertEngine:
         return out
 
     def on_sources(self, hour: float, result: Any, quantity: str | None = None) -> None:
-        """The hourly inversion's ``on_sources(hour, result)`` callback."""
+        """The hourly inversion's ``on_sources(hour, result)`` callback: ``result`` is an
+        ``InversionResult`` (or anything with ``sources``), RESULT.json as a mapping, or the
+        list of sources itself."""
+        if isinstance(result, Mapping):
+            sources, inventory = result.get("sources", ()), None
+        elif isinstance(result, list | tuple):
+            sources, inventory = result, None
+        else:
+            sources, inventory = getattr(result, "sources", ()), getattr(result, "inventory", None)
         q = quantity or getattr(result, "quantity", None) or self._inversion_quantity()
-        hits = [Hit.from_source(s, hour=hour, quantity=q) for s in getattr(result, "sources", ())]
-        self.on_hits(hits, hour=hour, quantity=q, inventory=getattr(result, "inventory", None))
+        hits = [Hit.from_source(s, hour=hour, quantity=q) for s in sources]
+        self.on_hits(hits, hour=hour, quantity=q, inventory=inventory)
 
     def _inversion_quantity(self) -> str:
         return next(

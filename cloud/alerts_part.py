@@ -98,5 +98,8 @@ def make_part(service: Any) -> AlertsPart:
         origin=origin,
         fusion=service.fusion,
     )
-    service.alerts_engine = engine
+    service.alerts_engine = engine  # for the API's routes: ApiContext(extra={"alerts": ...})
+    listeners = getattr(service, "source_listeners", None)
+    if isinstance(listeners, list):  # the hourly inversion's on_sources(hour, result)
+        listeners.append(engine.on_sources)
     return AlertsPart(engine, interval)

@@ -134,6 +134,21 @@ def test_an_inversion_hit_joins_the_sites_event_orders_burst_sampling_and_dedupe
     ev_id = a.event_id or ""
     log_before, sent_before = len(eng.events_db.log(ev_id)), len(rec.sent)
     eng.on_sources(hour, res)  # the same hour again: a duplicate
+    eng.on_sources(
+        hour,
+        {
+            "sources": [
+                {
+                    "x_m": 510.0,
+                    "y_m": 490.0,
+                    "rate_g_s": 0.8,
+                    "rate_sigma_g_s": 0.1,
+                    "confidence": 0.9,
+                    "site": "SITE-1",
+                }
+            ]
+        },
+    )  # as RESULT.json: the same again
     assert len(eng.events_db.log(ev_id)) == log_before and len(rec.sent) == sent_before
     assert [(r.rate, r.source) for r in eng.events_db.rates(ev_id)] == [(0.8, "inversion")]
     eng.on_sources(hour + 3600, Result(()))  # nothing found there the next hour
@@ -211,6 +226,7 @@ def test_cloud_run_builds_the_part_which_polls_fusion_and_health(
     try:
         (part,) = [p for p in service.parts if p.name == "alerts"]
         assert service.alerts_engine is part.engine  # type: ignore[attr-defined]
+        assert part.engine.on_sources in service.source_listeners  # type: ignore[attr-defined]
         part.round(clock.t)  # type: ignore[attr-defined]
         (a,) = part.engine.db.alerts()  # type: ignore[attr-defined]
         assert (a.labels["station"], a.level, a.value) == ("DUST-1", "orange", 320.0)
