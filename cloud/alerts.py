@@ -290,7 +290,12 @@ class AlertEngine:
         else:
             sources, inventory = getattr(result, "sources", ()), getattr(result, "inventory", None)
         q = quantity or getattr(result, "quantity", None) or self._inversion_quantity()
-        hits = [Hit.from_source(s, hour=hour, quantity=q) for s in sources]
+        hits = []
+        for s in sources:
+            try:
+                hits.append(Hit.from_source(s, hour=hour, quantity=q))
+            except (TypeError, ValueError, KeyError) as exc:
+                log.warning("alerts: skipped a malformed source of hour %s: %s (%r)", hour, exc, s)
         self.on_hits(hits, hour=hour, quantity=q, inventory=inventory)
 
     def _inversion_quantity(self) -> str:

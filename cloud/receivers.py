@@ -349,6 +349,8 @@ class Deliverer:
             headers[SIGNATURE_HEADER] = sign(cfg.secret, data)
         try:
             resp = self._http.post(url, content=data, headers=headers, timeout=cfg.timeout_s)
+        except httpx.InvalidURL as exc:
+            raise DeliveryError(f"POST {url}: bad URL: {exc}", retryable=False) from None
         except httpx.HTTPError as exc:  # network, timeout, protocol: all worth another try
             raise DeliveryError(f"POST {url}: {type(exc).__name__}: {exc}") from None
         if resp.status_code >= 300:

@@ -151,6 +151,7 @@ def test_an_inversion_hit_joins_the_sites_event_orders_burst_sampling_and_dedupe
     )  # as RESULT.json: the same again
     assert len(eng.events_db.log(ev_id)) == log_before and len(rec.sent) == sent_before
     assert [(r.rate, r.source) for r in eng.events_db.rates(ev_id)] == [(0.8, "inversion")]
+    eng.on_sources(hour, [{"x_m": None, "y_m": 1.0}, {"rate_g_s": "lots"}])  # logged, skipped
     eng.on_sources(hour + 3600, Result(()))  # nothing found there the next hour
     assert [(r.rate, r.detected) for r in eng.events_db.rates(ev_id)][-1] == (0.0, False)
     eng.tick(clock.advance(3 * 3600))

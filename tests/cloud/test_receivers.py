@@ -162,3 +162,16 @@ def test_log_receiver_never_fails(store: Store, caplog: pytest.LogCaptureFixture
     with caplog.at_level(logging.WARNING, logger="cloud.receivers"):
         assert d.run(T0) == 1
     assert "PM10 high" in caplog.text
+
+
+def test_a_bad_person_url_goes_to_the_fallback_chain(store: Store, hook: WebhookServer) -> None:
+    world(store, officer_hook="http://[::1")
+    person = ReceiverConfig(
+        "officer", "person", to="site_officer", secret=SECRET, escalate_to="centre"
+    )
+    d = deliverer(store, person, webhook("centre", hook.url("/centre")))
+    d.enqueue("officer", BODY, {"site": "SITE-1"}, T0)
+    d.run(T0)
+    d.run(T0)
+    assert [h.path for h in hook.received] == ["/centre"]
+    assert "bad URL" in hook.received[0].body["escalated_from"]
