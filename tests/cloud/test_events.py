@@ -237,3 +237,37 @@ def test_automatic_verification_follows_the_verdict(lite: Store, clock: Clock) -
     flow.tick(clock.advance(2 * 3600))
     back = flow.get(ev.id)
     assert back.state == "dispatched" and back.rework == 1
+
+
+def test_the_alert_tables_on_both_back_ends(store: Store, clock: Clock) -> None:
+    from cloud.alerts_store import AlertsDb
+    from cloud.auth import add_actor, hash_token
+    from cloud.receivers import Target
+    from cloud.routing import GroupState, Silence, parse_matchers
+
+    db = AlertsDb(store)
+    a = alert()
+    db.put_alert(a)
+    db.put_alert(a)  # an upsert
+    assert db.get_alert(a.fingerprint) == a and db.alerts(state="firing") == [a]
+    g = {
+        ("root.1", '{site="SITE-1"}'): GroupState(
+            clock.t, clock.t + 30, clock.t, frozenset({("f", "red")})
+        )
+    }
+    db.save_groups(g)
+    assert db.groups() == g
+    db.save_groups({}, g)
+    assert db.groups() == {}
+    s = Silence("s1", parse_matchers(['site="SITE-1"']), clock.t, clock.t + 60, "me", "works")
+    db.add_silence(s)
+    assert db.expire_silence("s1", clock.t) and db.silences()[0].state(clock.t) == "expired"
+    db.add_notification("n1", "centre", {"target": {"url": "http://x"}, "body": {"a": 1}}, clock.t)
+    (due,) = db.due_notifications(clock.t, 10)
+    assert due.target == Target(url="http://x") and due.body == {"a": 1}
+    db.mark_retry("n1", "HTTP 503", clock.t + 10)
+    assert db.due_notifications(clock.t, 10) == []
+    db.mark_sent("n1", clock.t + 10)
+    assert db.notifications("sent")[0]["attempts"] == 2
+    token = add_actor(db, Actor("Wang", "officer", site="SITE-1"), clock.t)
+    assert db.actor_by_token(hash_token(token)) == Actor("Wang", "officer", site="SITE-1")
