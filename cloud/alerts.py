@@ -450,7 +450,7 @@ class AlertEngine:
                     group_key=n.group_key,
                 )
             self.db.save_groups(groups, before)
-            self.deliverer.run(now)
+        self.deliverer.run(now)  # outside the lock: a slow receiver holds up no input
 
     def _event_changed(self, ev: Any, action: str, actor: Any) -> None:
         """Tell ``[events] notify`` of a dispatch (rework included) to a named person."""

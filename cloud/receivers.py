@@ -260,9 +260,15 @@ class Deliverer:
 
     # -- delivering -------------------------------------------------------------------
     def run(self, now: float, limit: int = 100) -> int:
-        """Try every due notification once; return how many were delivered."""
+        """Try every due notification once; return how many were delivered. A target that
+        fails is not tried again in the same run (its other notifications wait their turn),
+        so a dead receiver costs one timeout per run, not one per notification."""
         done = 0
+        down: set[tuple[str, str | None, str | None]] = set()
         for item in self.outbox.due_notifications(now, limit):
+            where = (item.receiver, item.target.url, item.target.station)
+            if where in down:
+                continue
             cfg = self.receivers.get(item.receiver)
             if cfg is None:
                 self.outbox.mark_retry(item.id, f"no receiver {item.receiver!r}", now, "failed")
@@ -273,6 +279,7 @@ class Deliverer:
             try:
                 self._deliver(cfg, item)
             except DeliveryError as exc:
+                down.add(where)
                 self._failed(cfg, item, exc, now)
             else:
                 self.outbox.mark_sent(item.id, now)

@@ -175,3 +175,12 @@ def test_a_bad_person_url_goes_to_the_fallback_chain(store: Store, hook: Webhook
     d.run(T0)
     assert [h.path for h in hook.received] == ["/centre"]
     assert "bad URL" in hook.received[0].body["escalated_from"]
+
+
+def test_a_dead_target_is_tried_once_per_run(store: Store, hook: WebhookServer) -> None:
+    hook.down = True
+    d = deliverer(store, webhook("centre", hook.url()))
+    for _ in range(3):
+        d.enqueue("centre", BODY, {}, T0)
+    d.run(T0)
+    assert sorted(r["attempts"] for r in AlertsDb(store).notifications()) == [0, 0, 1]
