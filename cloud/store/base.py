@@ -213,12 +213,17 @@ class SqlStore(CatalogMixin):
                 "version INTEGER NOT NULL, note TEXT NOT NULL, PRIMARY KEY (component, version))",
             )
 
-        self._write(ensure)
+        try:
+            self._write(ensure)
+        except StoreError:  # another worker created it at the same moment (PostgreSQL)
+            self._write(ensure)
         for version, note, stmts in migrations:
 
             def apply(
                 cur: Any, version: int = version, note: str = note, stmts: Any = stmts
             ) -> bool:
+                if self.kind == "postgres":  # workers starting together: one migrates, one waits
+                    self._exec(cur, "LOCK TABLE component_version IN SHARE ROW EXCLUSIVE MODE")
                 row = self._exec(
                     cur,
                     "SELECT version FROM component_version WHERE component = ? AND version = ?",
