@@ -40,7 +40,7 @@ import httpx
 from cloud.alert_rules import AlertsConfig, Rule
 from cloud.alert_types import FIRING, RESOLVED, Alert, Hit, fingerprint, format_summary
 from cloud.alerts_store import AlertsDb
-from cloud.events import Workflow
+from cloud.events import Workflow, escalation_alert, escalation_over
 from cloud.events_store import EventsDb, RateRow
 from cloud.orders import OrderDesk
 from cloud.places import Places
@@ -483,45 +483,10 @@ class AlertEngine:
         self.deliverer.enqueue(receiver, body, labels, self.clock())
 
     def _escalation_alert(self, ev: Any, deadline: str, now: float) -> None:
-        labels = {
-            "alertname": "EventEscalated",
-            "kind": "event",
-            "event": ev.id,
-            "deadline": deadline,
-            "tier": str(ev.escalation),
-            "site": ev.site or "",
-            "cell": ev.cell or "",
-            "area": ev.area or "",
-            "station": ev.station or "",
-        }
-        labels = {k: v for k, v in labels.items() if v}
-        summary = (
-            f"event {ev.id} ({ev.title}) missed its {deadline} deadline; escalation {ev.escalation}"
-        )
-        self.db.put_alert(
-            Alert(
-                fingerprint=fingerprint(labels),
-                rule="EventEscalated",
-                kind="event",
-                labels={**labels, "level": ev.level},
-                level=ev.level,
-                state=FIRING,
-                annotations={"summary": summary, "assignee": ev.assignee or ""},
-                starts_at=now,
-                updated_at=now,
-                event_id=ev.id,
-            )
-        )
+        self.db.put_alert(escalation_alert(ev, deadline, now))
 
     def _escalation_over(self, a: Alert) -> bool:
-        ev = self.events_db.get(a.labels.get("event", ""))
-        if ev is None:
-            return True
-        if a.labels.get("deadline") == "ack":
-            return not (ev.state == "dispatched" and ev.ack_escalated)
-        return not (
-            ev.rectify_escalated and ev.state in ("dispatched", "acknowledged", "in_progress")
-        )
+        return escalation_over(a, self.events_db.get(a.labels.get("event", "")))
 
     def _station_hours(
         self, station: str, quantity: str, since: float, until: float

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cloud import auth
-from cloud.alert_types import Alert, higher, level_rank, parse_duration
+from cloud.alert_types import Alert, fingerprint, higher, level_rank, parse_duration
 from cloud.alerts_store import Actor
 from cloud.events_store import OPEN_STATES, Conflict, Event, EventsDb, RateRow
 from cloud.store import NotFound
@@ -349,6 +349,45 @@ class Workflow:
             nearby=self.nearby,
             station_hours=self.station_hours,
         )
+
+
+def escalation_alert(ev: Event, deadline: str, now: float) -> Alert:
+    """The ``EventEscalated`` alert of a missed deadline, for the routing tree to send up."""
+    labels = {
+        "alertname": "EventEscalated",
+        "kind": "event",
+        "event": ev.id,
+        "deadline": deadline,
+        "tier": str(ev.escalation),
+        "site": ev.site or "",
+        "cell": ev.cell or "",
+        "area": ev.area or "",
+        "station": ev.station or "",
+    }
+    labels = {k: v for k, v in labels.items() if v}
+    summary = (
+        f"event {ev.id} ({ev.title}) missed its {deadline} deadline; escalation {ev.escalation}"
+    )
+    return Alert(
+        fingerprint=fingerprint(labels),
+        rule="EventEscalated",
+        kind="event",
+        labels={**labels, "level": ev.level},
+        level=ev.level,
+        annotations={"summary": summary, "assignee": ev.assignee or ""},
+        starts_at=now,
+        updated_at=now,
+        event_id=ev.id,
+    )
+
+
+def escalation_over(a: Alert, ev: Event | None) -> bool:
+    """Whether an escalation alert's condition has ended (acknowledged, rectified, closed)."""
+    if ev is None:
+        return True
+    if a.labels.get("deadline") == "ack":
+        return not (ev.state == "dispatched" and ev.ack_escalated)
+    return not (ev.rectify_escalated and ev.state in ("dispatched", "acknowledged", "in_progress"))
 
 
 # --------------------------------------------------------------------------- config
