@@ -1,14 +1,13 @@
-"""The store's engine-neutral half: migrations, the ingest transaction, custody, readings.
+"""The store's engine-neutral core: connections, migrations, the ingest transaction, readings
+and quarantine (custody is in ``custody.py``, the registry and the rest in ``catalog.py``).
 
 Both back ends (``sqlite.py``, ``postgres.py``) run the same SQL, written with ``?``
 placeholders and dialect tokens; a back end supplies connections, transactions, the bulk
 insert and the translation of its library's errors into ``StoreError`` (in one place).
 
-Custody (DESIGN 4.2): ``commit`` stores a batch in one transaction and records, per
-(station, epoch), the highest ``floor`` any pack declared; ``advance_custody`` then moves
-the watermark from the database alone — the largest N such that every id 1..N is stored or
-lies below the floor — and records the ids below the floor that never arrived as lost gaps.
-Nothing in a worker's memory is needed, so any number of workers may share one database.
+``commit`` stores a batch in one transaction: readings (a resend is a no-op), unknown
+stations as pending, statuses, acks, quarantine, and per (station, epoch) the highest
+``floor`` a pack declared — what ``advance_custody`` needs to move the watermark.
 """
 
 # ruff: noqa: S608 - f-strings here only splice fixed column lists and dialect words;
@@ -24,12 +23,11 @@ from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
 from cloud.store.catalog import CatalogMixin
+from cloud.store.custody import _CUSTODY_COLS, CustodyMixin
 from cloud.store.migrations import COMPONENTS, LATEST, MIGRATIONS, component_migrations, statements
 from cloud.store.types import (
     Batch,
     Committed,
-    Custody,
-    Gap,
     PackRows,
     QuarantineEntry,
     Row,
@@ -44,8 +42,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _READING_COLS = "station, epoch, id, quantity, ts, value, raw, unit, q, cal, sensor, why, received"
-_CUSTODY_COLS = "station, epoch, upto, floor, lost, stored, received, updated"
-_WALK_CHUNK = 10_000
 
 
 class StoreError(AirtraceError):
@@ -56,7 +52,7 @@ class StoreError(AirtraceError):
         self.retryable = retryable
 
 
-class SqlStore(CatalogMixin):
+class SqlStore(CatalogMixin, CustodyMixin):
     """One store interface over SQL; subclasses bind it to an engine."""
 
     kind = "sql"
@@ -408,106 +404,6 @@ class SqlStore(CatalogMixin):
             cur, f"UPDATE stations SET {', '.join(sets)} WHERE id = ?", (*params, update.station)
         )
 
-    # -- custody ----------------------------------------------------------------------
-    def advance_custody(self, station: str, epoch: str, now: float) -> tuple[Custody, list[Gap]]:
-        """Move the (station, epoch) watermark as far as the stored rows and the floor allow;
-        return the custody row and any gaps newly counted as lost."""
-
-        def work(cur: Any) -> tuple[Custody, list[Gap]]:
-            row = self._exec(
-                cur,
-                f"SELECT upto, floor FROM custody WHERE station = ? AND epoch = ?{self.for_update}",
-                (station, epoch),
-            ).fetchone()
-            if row is None:
-                self._exec(
-                    cur,
-                    f"INSERT INTO custody ({_CUSTODY_COLS}) VALUES (?, ?, 0, 0, 0, 0, NULL, NULL) "
-                    "ON CONFLICT (station, epoch) DO NOTHING",
-                    (station, epoch),
-                )
-                upto, floor = 0, 0
-            else:
-                upto, floor = int(row[0]), int(row[1])
-            gaps: list[tuple[int, int]] = []
-            done = False
-            while not done:
-                ids = [
-                    int(r[0])
-                    for r in self._exec(
-                        cur,
-                        "SELECT id FROM readings WHERE station = ? AND epoch = ? AND id > ? "
-                        f"ORDER BY id LIMIT {_WALK_CHUNK}",
-                        (station, epoch, upto),
-                    ).fetchall()
-                ]
-                for rid in ids:
-                    if rid == upto + 1:
-                        upto = rid
-                    elif rid - 1 < floor:  # every missing id before rid lies below the floor
-                        gaps.append((upto + 1, rid - 1))
-                        upto = rid
-                    else:
-                        if upto + 1 < floor:
-                            gaps.append((upto + 1, floor - 1))
-                            upto = floor - 1
-                        done = True
-                        break
-                if len(ids) < _WALK_CHUNK:
-                    done = True
-            if floor - 1 > upto:
-                gaps.append((upto + 1, floor - 1))
-                upto = floor - 1
-            lost = sum(b - a + 1 for a, b in gaps)
-            for a, b in gaps:
-                self._exec(
-                    cur,
-                    "INSERT INTO gaps (station, epoch, first_id, last_id, detected) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (station, epoch, first_id) DO NOTHING",
-                    (station, epoch, a, b, now),
-                )
-            self._exec(
-                cur,
-                f"UPDATE custody SET upto = {self.greatest}(upto, ?), lost = lost + ?, "
-                "updated = ? WHERE station = ? AND epoch = ?",
-                (upto, lost, now, station, epoch),
-            )
-            got = self._exec(
-                cur,
-                f"SELECT {_CUSTODY_COLS} FROM custody WHERE station = ? AND epoch = ?",
-                (station, epoch),
-            ).fetchone()
-            return _custody(got), [Gap(station, epoch, a, b, now, b - a + 1) for a, b in gaps]
-
-        return self._write(work)
-
-    def custody(self, station: str | None = None) -> list[Custody]:
-        where, params = ("WHERE station = ?", (station,)) if station else ("", ())
-        rows = self._all(
-            f"SELECT {_CUSTODY_COLS} FROM custody {where} ORDER BY station, epoch", params
-        )
-        return [_custody(r) for r in rows]
-
-    def gaps(self, station: str | None = None, epoch: str | None = None) -> list[Gap]:
-        """Lost ranges, with how many of their ids are still missing now."""
-        cond, params = [], []
-        if station is not None:
-            cond.append("g.station = ?")
-            params.append(station)
-        if epoch is not None:
-            cond.append("g.epoch = ?")
-            params.append(epoch)
-        where = f"WHERE {' AND '.join(cond)}" if cond else ""
-        rows = self._all(
-            "SELECT g.station, g.epoch, g.first_id, g.last_id, g.detected, "
-            "(g.last_id - g.first_id + 1) - (SELECT COUNT(*) FROM readings r "
-            "WHERE r.station = g.station AND r.epoch = g.epoch "
-            "AND r.id BETWEEN g.first_id AND g.last_id) "
-            f"FROM gaps g {where} ORDER BY g.station, g.epoch, g.first_id",
-            params,
-        )
-        return [Gap(r[0], r[1], int(r[2]), int(r[3]), float(r[4]), int(r[5])) for r in rows]
-
     # -- readings ---------------------------------------------------------------------
     def iter_readings(
         self,
@@ -651,17 +547,4 @@ def _reading(r: Sequence[Any]) -> StoredReading:
         sensor=r[10],
         why=r[11],
         received=float(r[12]),
-    )
-
-
-def _custody(r: Sequence[Any]) -> Custody:
-    return Custody(
-        station=r[0],
-        epoch=r[1],
-        upto=int(r[2]),
-        floor=int(r[3]),
-        lost=int(r[4]),
-        stored=int(r[5]),
-        received=None if r[6] is None else float(r[6]),
-        updated=None if r[7] is None else float(r[7]),
     )
