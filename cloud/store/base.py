@@ -23,8 +23,9 @@ from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
 from cloud.store.catalog import CatalogMixin
+from cloud.store.components import ComponentsMixin
 from cloud.store.custody import _CUSTODY_COLS, CustodyMixin
-from cloud.store.migrations import COMPONENTS, LATEST, MIGRATIONS, component_migrations, statements
+from cloud.store.migrations import COMPONENTS, LATEST, MIGRATIONS, statements
 from cloud.store.types import (
     Batch,
     Committed,
@@ -52,7 +53,7 @@ class StoreError(AirtraceError):
         self.retryable = retryable
 
 
-class SqlStore(CatalogMixin, CustodyMixin):
+class SqlStore(CatalogMixin, CustodyMixin, ComponentsMixin):
     """One store interface over SQL; subclasses bind it to an engine."""
 
     kind = "sql"
@@ -197,57 +198,6 @@ class SqlStore(CatalogMixin, CustodyMixin):
         for component in COMPONENTS:
             self._migrate_component(component)
         return found
-
-    def _migrate_component(self, component: str) -> None:
-        """Apply a component's own migrations, counted apart in ``component_version``."""
-        migrations = component_migrations(component)
-
-        def ensure(cur: Any) -> None:
-            self._exec(
-                cur,
-                "CREATE TABLE IF NOT EXISTS component_version (component TEXT NOT NULL, "
-                "version INTEGER NOT NULL, note TEXT NOT NULL, PRIMARY KEY (component, version))",
-            )
-
-        try:
-            self._write(ensure)
-        except StoreError:  # another worker created it at the same moment (PostgreSQL)
-            self._write(ensure)
-        for version, note, stmts in migrations:
-
-            def apply(
-                cur: Any, version: int = version, note: str = note, stmts: Any = stmts
-            ) -> bool:
-                if self.kind == "postgres":  # workers starting together: one migrates, one waits
-                    self._exec(cur, "LOCK TABLE component_version IN SHARE ROW EXCLUSIVE MODE")
-                row = self._exec(
-                    cur,
-                    "SELECT version FROM component_version WHERE component = ? AND version = ?",
-                    (component, version),
-                ).fetchone()
-                if row is not None:
-                    return False
-                for stmt in stmts:
-                    self._exec(cur, stmt.format(**self.tokens))
-                self._exec(
-                    cur,
-                    "INSERT INTO component_version (component, version, note) VALUES (?, ?, ?)",
-                    (component, version, note),
-                )
-                return True
-
-            if self._write(apply):
-                log.info("store: %s schema migrated to version %d (%s)", component, version, note)
-        row = self._one(
-            "SELECT MAX(version) FROM component_version WHERE component = ?", (component,)
-        )
-        found = int(row[0]) if row and row[0] is not None else 0
-        latest = migrations[-1][0] if migrations else 0
-        if found > latest:
-            raise StoreError(
-                f"the database has {component} schema version {found}, "
-                f"newer than this airtrace ({latest})"
-            )
 
     # -- ingest -----------------------------------------------------------------------
     def commit(self, batch: Batch) -> Committed:
