@@ -7,7 +7,8 @@ its inputs (re-run it on the same inputs and the hash and the result come out th
 ``verify`` does exactly that), and ``HourlyJob`` drives it with callables it is given --
 ``clock() -> epoch seconds``, ``fetch_inputs(first_hour, last_hour) -> (obs, met, sites)``,
 ``save_result(HourResult)``, ``on_sources(HourResult)`` -- so the central service wires in
-its store and alerts and a test wires in a fake clock and lists.
+its store and alerts (``make_part(service)``, in ``cloud.hourly_part``) and a test wires in a
+fake clock and lists.
 
 Hour ``H`` (its start, epoch seconds) is due once the clock passes ``H + 3600 + lag_s``
 (the lag lets late readings in). Missed hours are caught up in order, at most
@@ -146,7 +147,7 @@ class HourlyJob:
     save_result: Callable[[HourResult], None]
     on_sources: Callable[[HourResult], None]
     config: InversionConfig
-    domain: tuple[float, float, float, float]
+    domain: tuple[float, float, float, float] | None = None  # None: around the stations
     lag_s: float = 300.0
     max_catch_up: int = 24
     retries: int = 2
@@ -171,14 +172,21 @@ class HourlyJob:
         first = max(self.last_done + 3600, newest - (self.max_catch_up - 1) * 3600)
         return list(range(first, newest + 1, 3600))
 
-    def tick(self) -> list[HourResult]:
-        """Run every due hour in order; never raises for a bad hour."""
+    def tick(self, now: float | None = None) -> list[HourResult]:
+        """Run every due hour in order; never raises for a bad hour. (``now`` is accepted
+        for drivers that pass it; the job reads its own injected clock.)"""
         done: list[HourResult] = []
         for hour in self.pending():
             try:
                 first, last = window_of(hour, self.config)
                 obs, met, sites = self.fetch_inputs(first, last)
-                res = run_hour(hour, obs, met, sites, config=self.config, domain=self.domain,
+                if self.domain is not None:
+                    domain = self.domain
+                else:
+                    from cloud.hourly_part import auto_domain
+
+                    domain = auto_domain(obs, self.config.cell_m)
+                res = run_hour(hour, obs, met, sites, config=self.config, domain=domain,
                                cache=self.cache)
                 self.save_result(res)
                 if res.result.sources:
@@ -215,3 +223,11 @@ class HourlyJob:
         while not stop():
             self.tick()
             sleep(min(max_sleep_s, max(1.0, self.seconds_to_next())))
+
+
+def make_part(service: Any) -> Any:
+    """The hook ``cloud.service`` looks for: the job as a part of ``cloud run``
+    (``cloud.hourly_part``)."""
+    from cloud.hourly_part import make_part as build
+
+    return build(service)

@@ -57,7 +57,6 @@ def test_obs_are_read_with_optional_columns_and_offsets(tmp_path: Path) -> None:
         ("2025-06-02T00:00:00Z,,1,2,3,4,,", "OBS.csv:5: column 'station': is empty"),
         ("2025-06-02T00:00:00Z,D,1,2,-3,4,,", "OBS.csv:5: column 'z_m': -3 is outside"),
         ("2025-06-02T00:00:00Z,D,1,2,3,4,0,", "OBS.csv:5: column 'sigma': 0 is outside"),
-        ("2025-06-02T00:00:00Z,D,1,2,3,4,,drone", "OBS.csv:5: column 'kind': 'drone'"),
         ("2025-06-02T00:00:00Z,A,1,2,3,4,,", "OBS.csv:5: column 'station': 'A' already has"),
         ("2025-06-02T00:00:00Z,D,1,2,3,nan,,", "OBS.csv:5: column 'value': 'nan' is not a "
                                                "finite number"),
@@ -74,6 +73,11 @@ def test_a_bad_obs_cell_is_named_by_file_line_and_column(tmp_path: Path, line: s
     assert message.split(":", 1)[1] in text
     assert "\n" not in text
     assert err.value.fields["line"] == 5
+
+
+def test_an_unknown_station_kind_takes_the_default_error(tmp_path: Path) -> None:
+    rows = read_obs(_write(tmp_path, "OBS.csv", OBS + "2025-06-02T00:00:00Z,D,1,2,3,4,,high\n"))
+    assert rows[-1].kind == "high"
 
 
 def test_missing_columns_empty_and_absent_files(tmp_path: Path) -> None:
