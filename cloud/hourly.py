@@ -6,9 +6,9 @@ Nothing here knows the store, the broker or the clock: ``run_hour`` is a pure fu
 its inputs (re-run it on the same inputs and the hash and the result come out the same;
 ``verify`` does exactly that), and ``HourlyJob`` drives it with callables it is given --
 ``clock() -> epoch seconds``, ``fetch_inputs(first_hour, last_hour) -> (obs, met, sites)``,
-``save_result(HourResult)``, ``on_sources(HourResult)`` -- so the central service wires in
-its store and alerts (``make_part(service)``, in ``cloud.hourly_part``) and a test wires in a
-fake clock and lists.
+``save_result(HourResult)``, ``on_sources(HourResult)`` (every hour, sources or none) -- so
+the central service wires in its store and alerts (``make_part(service)``, in
+``cloud.hourly_part``) and a test wires in a fake clock and lists.
 
 Hour ``H`` (its start, epoch seconds) is due once the clock passes ``H + 3600 + lag_s``
 (the lag lets late readings in). Missed hours are caught up in order, at most
@@ -189,8 +189,7 @@ class HourlyJob:
                 res = run_hour(hour, obs, met, sites, config=self.config, domain=domain,
                                cache=self.cache)
                 self.save_result(res)
-                if res.result.sources:
-                    self.on_sources(res)
+                self.on_sources(res)  # sources or none: a source that went away is news too
             except Exception as exc:  # one bad hour must not stop the service
                 self.failures += 1
                 tries = self._tries.get(hour, 0) + 1

@@ -8,7 +8,8 @@ Config, the ``[inversion]`` table (all optional besides ``enabled``)::
     enabled = true
     quantity = "pm10"        # one quantity per job
     window_hours = 12        # hours per inversion
-    lag_s = 300              # wait this long after an hour ends for late readings
+    lag_s = 60               # wait this long after an hour ends for late readings (later
+                             # ones still count in the next hours' windows)
     interval_s = 60          # how often the job looks at the clock
     terrain = "urban"        # Briggs sigma set: urban | rural
     max_sources = 5
@@ -66,7 +67,7 @@ def make_part(service: Any) -> Any:
     t = service.cfg.part_table("inversion")
     quantity = t.text("quantity", "pm10")
     window = t.integer("window_hours", 12, min=1, max=72)
-    lag = t.number("lag_s", 300.0, min=0.0)
+    lag = t.number("lag_s", 60.0, min=0.0)
     interval = t.number("interval_s", 60.0, min=1.0)
     terrain = t.text("terrain", "urban", choices=("urban", "rural"))
     max_sources = t.integer("max_sources", 5, min=0, max=50)

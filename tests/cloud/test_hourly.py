@@ -103,7 +103,7 @@ def test_hours_fall_due_after_the_lag_and_each_runs_once(data) -> None:
     assert [r.hour_start for r in done] == [T0 + 7 * 3600]
     assert fetched[-1] == (T0 + 2 * 3600, T0 + 7 * 3600)
     assert [r.hour_start for r in saved] == [T0 + 6 * 3600, T0 + 7 * 3600]
-    assert hits == saved  # a source was found, so the alerts heard of it
+    assert hits == saved  # the alerts hear of every hour, sources or none
     assert job.tick() == []  # nothing new until the next hour is due
     assert job.seconds_to_next() == pytest.approx(3600 - 1)
     clock.t = T0 + 11 * 3600 + 400  # three hours later: catch up in order
