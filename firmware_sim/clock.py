@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["AcceleratedClock", "Clock", "ManualClock", "SystemClock", "as_clock"]
 
@@ -115,8 +115,12 @@ class ManualClock:
                 raise ValueError("a manual clock does not go backwards")
             self._now = float(t)
 
-    async def sleep(self, seconds: float) -> None:
-        deadline = self.now() + max(0.0, seconds)
+    def sleep(self, seconds: float) -> Coroutine[Any, Any, None]:
+        """Wait until time reaches now + ``seconds`` (the deadline is fixed by the call, not
+        by when the returned coroutine first runs)."""
+        return self._until(self.now() + max(0.0, seconds))
+
+    async def _until(self, deadline: float) -> None:
         await asyncio.sleep(0)
         while self.now() < deadline:
             await asyncio.sleep(self.poll_s)

@@ -10,7 +10,7 @@ run time; the device consults it on every request, frame or packet:
 ``corrupt_crc(rate)``       that share of frames leave with a wrong CRC/checksum
 ``garbage(n, where)``       ``n`` noise bytes on the line after (or before) each frame
 ``stick(q, value)``         quantity ``q`` (``"*"``: all) frozen at ``value`` (default: the
-                            value it shows when the fault starts)
+                            first value it shows once the fault is on)
 ``drift(q, per_hour)``      ``q`` drifts by ``per_hour`` engineering units per simulated hour
 ``dropout(rate)``           that share of requests/frames/packets silently lost
 ``reboot(down_s)``          silent for ``down_s`` simulated seconds, then back with fresh

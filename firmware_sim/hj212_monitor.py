@@ -232,9 +232,8 @@ class Hj212Monitor(Device):
         self.running = False
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)
         self._tasks = []
         await self._disconnect()
 
@@ -294,7 +293,8 @@ class Hj212Monitor(Device):
                 if not self._queue:
                     self._queued.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._queued.wait(), 0.2)
+                        async with asyncio.timeout(0.2):
+                            await self._queued.wait()
                     continue
                 self._current = self._queue.popleft()
             await self._deliver(self._current)
@@ -318,7 +318,8 @@ class Hj212Monitor(Device):
                 self._current = None
                 return
             try:
-                await asyncio.wait_for(future, self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):
+                    await future
             except TimeoutError:
                 self.stats["timeouts"] += 1
                 return
@@ -352,9 +353,8 @@ class Hj212Monitor(Device):
         return True
 
     async def _connect(self) -> None:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.timeout_s
-        )
+        async with asyncio.timeout(self.timeout_s):
+            reader, writer = await asyncio.open_connection(self.host, self.port)
         self._reader, self._writer = reader, writer
         self.stats["connects"] += 1
         self._read_task = asyncio.create_task(self._read(reader), name=f"hj212 read {self.mn}")

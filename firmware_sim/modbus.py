@@ -251,7 +251,7 @@ class ModbusDevice(Device):
 
     def _trace(self, sending: bool, packet: bytes) -> bytes:
         """pymodbus hands every frame here on its way in and out: break outgoing ones."""
-        if not sending or len(packet) < 8:
+        if not sending or len(packet) < (4 if self.kind == "rtu" else 8):
             return packet
         unit = self.units.get(packet[0] if self.kind == "rtu" else packet[6])
         self.frames_sent += 1

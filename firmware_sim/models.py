@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from protocols.registers import RegisterSpec
 
@@ -130,6 +131,8 @@ def _reg(
     return SimRegister(spec, shows or quantity, low, high, derive)
 
 
+_F32_LE: dict[str, Any] = {"type": "float32", "function": 4, "word_order": "little"}
+
 _MODELS = (
     # Renke-style dust transmitter: the vendor's register table is not confirmed
     # (protocols.md §4, "Generic RS485 PM2.5/PM10 transmitter"); airtrace's assumption is
@@ -214,10 +217,10 @@ _MODELS = (
         "gas-f32-le",
         "NO2/SO2/CO/O3 gas module, float32 input registers, low word first",
         (
-            _reg("no2", 0, type="float32", function=4, word_order="little", high=5000),
-            _reg("so2", 2, type="float32", function=4, word_order="little", high=10000),
-            _reg("co", 4, type="float32", function=4, word_order="little", high=200),
-            _reg("o3", 6, type="float32", function=4, word_order="little", high=2000),
+            _reg("no2", 0, **_F32_LE, unit="ug/m3", high=5000),
+            _reg("so2", 2, **_F32_LE, unit="ug/m3", high=10000),
+            _reg("co", 4, **_F32_LE, unit="mg/m3", high=200),
+            _reg("o3", 6, **_F32_LE, unit="ug/m3", high=2000),
         ),
         baudrate=9600,
         reference="protocols.md §4 (float word order varies; Vaisala: low word first)",
@@ -229,15 +232,15 @@ _MODELS = (
         "Sensorbee base unit gas registers (float32, high word first)",
         tuple(
             r
-            for q, a, hi in (
-                ("co2", 0xA0, 10000),
-                ("no2", 0xC0, 5000),
-                ("co", 0xE0, 200),
-                ("o3", 0x100, 2000),
+            for q, a, unit, hi in (
+                ("co2", 0xA0, "ppm", 10000),
+                ("no2", 0xC0, "ug/m3", 5000),
+                ("co", 0xE0, "mg/m3", 200),
+                ("o3", 0x100, "ug/m3", 2000),
             )
             for r in (
-                _reg(q, a, type="float32", function=4, high=hi),
-                _reg(f"{q}_avg", a + 2, type="float32", function=4, high=hi, shows=q),
+                _reg(q, a, type="float32", function=4, unit=unit, high=hi),
+                _reg(f"{q}_avg", a + 2, type="float32", function=4, unit=unit, high=hi, shows=q),
             )
         ),
         baudrate=9600,
