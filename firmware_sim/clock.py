@@ -5,7 +5,9 @@ that stamps its values) and waits on it (``await clock.sleep(s)``, ``s`` in *sim
 seconds). Three clocks:
 
 - ``SystemClock``: real time.
-- ``AcceleratedClock(start, rate)``: simulated time = ``start + rate * elapsed real time``;
+- ``AcceleratedClock(start, rate, anchor=)``: simulated time = ``start + rate * (real time
+  since anchor)``; ``from_env`` builds it from ``AIRTRACE_CLOCK``, the variable the demo
+  shares with gateways so every process agrees on the simulated time;
   a device that sends every simulated second sends every ``1 / rate`` real seconds, so a
   district runs a day in minutes.
 - ``ManualClock(start)``: time moves only when a test calls ``advance`` or ``set``; a device
@@ -19,12 +21,21 @@ trip does not get faster when simulated time does.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["AcceleratedClock", "Clock", "ManualClock", "SystemClock", "as_clock"]
+__all__ = [
+    "CLOCK_ENV",
+    "AcceleratedClock",
+    "Clock",
+    "ManualClock",
+    "SystemClock",
+    "as_clock",
+    "from_env",
+]
 
 
 @runtime_checkable
@@ -56,24 +67,29 @@ class SystemClock:
 
 
 class AcceleratedClock:
-    """Simulated time = ``start + rate * (real time elapsed since construction)``."""
+    """Simulated time = ``start + rate * (real time - anchor)``.
+
+    ``anchor`` is a real epoch second (default: now), so every process given the same
+    ``(start, rate, anchor)`` agrees on the simulated time: the gateway's ``ScaledClock``
+    reads the same triple from ``AIRTRACE_CLOCK="START@RATE@ANCHOR"`` (see ``from_env``)."""
 
     def __init__(
         self,
         start: float | None = None,
         rate: float = 1.0,
         *,
-        real: Callable[[], float] = time.monotonic,
+        anchor: float | None = None,
+        real: Callable[[], float] = time.time,
     ) -> None:
         if not rate > 0:
             raise ValueError(f"rate must be > 0, got {rate!r}")
-        self.start = time.time() if start is None else float(start)
-        self.rate = float(rate)
         self._real = real
-        self._t0 = real()
+        self.anchor = real() if anchor is None else float(anchor)
+        self.start = self.anchor if start is None else float(start)
+        self.rate = float(rate)
 
     def now(self) -> float:
-        return self.start + self.rate * (self._real() - self._t0)
+        return self.start + self.rate * (self._real() - self.anchor)
 
     def real_seconds(self, simulated: float) -> float:
         """How long ``simulated`` seconds take in real time."""
@@ -82,8 +98,13 @@ class AcceleratedClock:
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(self.real_seconds(seconds))
 
+    @property
+    def spec(self) -> str:
+        """``START@RATE@ANCHOR``: the value of ``AIRTRACE_CLOCK`` that shares this clock."""
+        return f"{self.start!r}@{self.rate!r}@{self.anchor!r}"
+
     def __repr__(self) -> str:
-        return f"AcceleratedClock(start={self.start!r}, rate={self.rate!r})"
+        return f"AcceleratedClock(start={self.start!r}, rate={self.rate!r}, anchor={self.anchor!r})"
 
 
 class ManualClock:
@@ -138,6 +159,22 @@ class _CallableClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
+
+
+CLOCK_ENV = "AIRTRACE_CLOCK"
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Clock:
+    """The clock ``AIRTRACE_CLOCK="START@RATE@ANCHOR"`` describes (the demo's shared
+    accelerated time); real time when it is unset."""
+    spec = (os.environ if environ is None else environ).get(CLOCK_ENV, "").strip()
+    if not spec:
+        return SystemClock()
+    try:
+        start, rate, anchor = (float(p) for p in spec.split("@"))
+        return AcceleratedClock(start, rate, anchor=anchor)
+    except ValueError:
+        raise ValueError(f"{CLOCK_ENV}={spec!r}: expected START@RATE@ANCHOR in seconds") from None
 
 
 def as_clock(clock: Clock | Callable[[], float] | None) -> Clock:
