@@ -87,6 +87,83 @@ def export(
     metavar="RESULT.json",
     help="Where to write the result.",
 )
-def invert(obs: Path, met: Path, domain: str, cell: float, sites: Path | None, out: Path) -> None:
+@click.option(
+    "--inventory",
+    "inventory_path",
+    type=click.Path(path_type=Path),
+    metavar="FILE.csv|FILE.npz",
+    help="Where to write the gridded inventory [default: beside RESULT.json, "
+    "<name>.inventory.csv].",
+)
+@click.option(
+    "--map",
+    "map_path",
+    type=click.Path(path_type=Path),
+    metavar="FILE.png",
+    help="Where to draw the PNG map [default: beside RESULT.json, <name>.png].",
+)
+@click.option("--no-extras", is_flag=True, help="Write RESULT.json only: no inventory, no map.")
+@click.option(
+    "--terrain",
+    type=click.Choice(["urban", "rural"]),
+    default="urban",
+    show_default=True,
+    help="Briggs dispersion set.",
+)
+@click.option(
+    "--lat-lon",
+    "lat_lon",
+    metavar="LAT,LON",
+    help="Where the domain is (degrees), so stability can follow the sun when MET.csv has "
+    "neither a class nor sigma_theta.",
+)
+@click.option(
+    "--max-sources", type=int, default=5, show_default=True, help="Most sources to report."
+)
+def invert(
+    obs: Path,
+    met: Path,
+    domain: str,
+    cell: float,
+    sites: Path | None,
+    out: Path,
+    inventory_path: Path | None,
+    map_path: Path | None,
+    no_extras: bool,
+    terrain: str,
+    lat_lon: str | None,
+    max_sources: int,
+) -> None:
     """Locate emission sources to grid cells and estimate their rates from hourly data."""
-    raise _todo("invert")
+    from cloud import invert_io
+    from cloud.inversion import invert as run_inversion
+    from cloud.inversion_types import InversionConfig
+
+    box = invert_io.parse_domain(domain)
+    place = None
+    if lat_lon:
+        try:
+            lat, lon = (float(v) for v in lat_lon.split(","))
+        except ValueError:
+            raise InputError(f"--lat-lon {lat_lon!r} is not LAT,LON") from None
+        place = (lat, lon)
+    if max_sources < 0:
+        raise InputError("--max-sources must be 0 or more")
+    config = InversionConfig(cell_m=cell, terrain=terrain, lat_lon=place,
+                             max_sources=max_sources, inventory=not no_extras)
+    obs_rows = invert_io.read_obs(obs)
+    met_rows = invert_io.read_met(met)
+    site_rows = invert_io.read_sites(sites) if sites else []
+    result = run_inversion(obs_rows, met_rows, box, sites=site_rows, config=config)
+    extra: dict[str, str] = {}
+    if not no_extras:
+        inv_file = inventory_path or out.with_name(out.stem + ".inventory.csv")
+        map_file = map_path or out.with_name(out.stem + ".png")
+        if result.inventory is not None:
+            invert_io.write_inventory(inv_file, result.inventory)
+            extra["inventory_file"] = inv_file.name
+        from cloud.inversion_map import write_map
+
+        write_map(map_file, result, obs_rows, met_rows, site_rows)
+        extra["map_file"] = map_file.name
+    invert_io.write_result(out, result, **extra)
