@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_sim.city_config import CityConfig
-from firmware_sim.clock import AcceleratedClock
+from firmware_sim.clock import AcceleratedClock, Clock
 from firmware_sim.device import Device
 from firmware_sim.faults import Faults
 from firmware_sim.hj212_monitor import Hj212Monitor
@@ -94,7 +94,7 @@ class CityStation:
 class City:
     """A running district; see the module docstring."""
 
-    def __init__(self, config: CityConfig, world: Any, clock: AcceleratedClock, loop: SimLoop):
+    def __init__(self, config: CityConfig, world: Any, clock: Clock, loop: SimLoop):
         self.config = config
         self.world = world
         self.clock = clock
@@ -107,8 +107,9 @@ class City:
 
     @property
     def clock_spec(self) -> str:
-        """``AIRTRACE_CLOCK`` for processes that must share this simulated time."""
-        return self.clock.spec
+        """``AIRTRACE_CLOCK`` for processes that must share this simulated time (empty when
+        the city runs on a clock other processes cannot share, e.g. a test's manual one)."""
+        return self.clock.spec if isinstance(self.clock, AcceleratedClock) else ""
 
     def station(self, station_id: str) -> CityStation:
         for s in self.stations:
@@ -152,7 +153,8 @@ class City:
                 unit = f" unit {e.unit_id}" if getattr(e, "unit_id", None) else ""
                 lines.append(f"{s.id} {s.kind} {e.name} {e.transport} {e.address}{unit}")
             lines.append(f"{s.id} config {s.config_path}")
-        lines.append(f"AIRTRACE_CLOCK={self.clock_spec}")
+        if self.clock_spec:
+            lines.append(f"AIRTRACE_CLOCK={self.clock_spec}")
         return lines
 
     def stop(self) -> None:
@@ -208,7 +210,7 @@ class _Plan:
 class _Planner:
     """Decides, station by station, which devices it gets and on which transports."""
 
-    def __init__(self, config: CityConfig, clock: AcceleratedClock, loop: SimLoop) -> None:
+    def __init__(self, config: CityConfig, clock: Clock, loop: SimLoop) -> None:
         self.config = config
         self.clock = clock
         self.loop = loop
@@ -313,12 +315,19 @@ class _Planner:
         plan.targets[key] = (key, None)
 
 
-def start_city(config: CityConfig, *, world: Any = None, loop: SimLoop | None = None) -> City:
+def start_city(
+    config: CityConfig,
+    *,
+    world: Any = None,
+    clock: Clock | None = None,
+    loop: SimLoop | None = None,
+) -> City:
     """Build the district's world (unless given), start its devices, write the station
-    configs; returns the running ``City``."""
-    clock = AcceleratedClock(config.start, config.rate)
+    configs; returns the running ``City``. The clock is ``AcceleratedClock(start, rate)``
+    of the district file unless one is given (tests pass a ``ManualClock``)."""
+    clock = clock or AcceleratedClock(config.start, config.rate)
     loop = loop or SimLoop.shared()
-    world = build_world(config) if world is None else world
+    world = build_world(config, clock.now()) if world is None else world
     city = City(config, world, clock, loop)
     planner = _Planner(config, clock, loop)
     plans: list[tuple[WorldStation, _Plan]] = []
@@ -346,10 +355,9 @@ def start_city(config: CityConfig, *, world: Any = None, loop: SimLoop | None = 
             mqtt=config.mqtt, outbox=outbox / f"{ws.id}.db", site=ws.site,
             sensors=plan.addressed(plan.sensors), actuators=plan.addressed(plan.actuators),
         )  # fmt: skip
-        comment = (
-            f"Written by 'airtrace sim city' (seed {config.seed}): station {ws.id} ({ws.kind}).\n"
-            f"Start its gateway with AIRTRACE_CLOCK={clock.spec}"
-        )
+        comment = f"Written by 'airtrace sim city' (seed {config.seed}): {ws.id} ({ws.kind})."
+        if city.clock_spec:
+            comment += f"\nStart its gateway with AIRTRACE_CLOCK={city.clock_spec}"
         path = write(entry, config.out, comment=comment)
         city.station_configs[ws.id] = path
         city.stations.append(

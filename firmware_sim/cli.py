@@ -126,38 +126,42 @@ class _Setup:
 
     def run(self, devices: list[Any], lines: list[str]) -> None:
         """Start, print, wait for SIGTERM/Ctrl-C, stop."""
-        started = []
-        try:
-            for d in devices:
-                started.append(d.start())
-            for line in lines or [f"{d.transport} {d.address}" for d in devices]:
-                click.echo(line.format(*[d.address for d in devices]))
-            click.echo("running; Ctrl-C or SIGTERM stops", err=True)
-            _wait(self, started)
-        finally:
-            for d in reversed(started):
-                d.stop()
-
-
-def _wait(setup: _Setup, devices: list[Any]) -> None:
-    done = threading.Event()
-
-    def stop(signum: int, frame: object) -> None:
-        done.set()
-
-    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        every = setup.opts["reboot_every"]
-        clock = setup.clock
-        next_reboot = clock.now() + every if every else None
-        while not done.wait(0.2):
-            if next_reboot is not None and clock.now() >= next_reboot:
+        with _Stopper() as stopper:
+            started = []
+            try:
                 for d in devices:
-                    for faults in _all_faults(d):
-                        faults.reboot(setup.opts["reboot_down"])
-                next_reboot = clock.now() + every
-    finally:
-        for s, handler in old.items():
+                    started.append(d.start())
+                for line in lines or [f"{d.transport} {d.address}" for d in devices]:
+                    click.echo(line.format(*[d.address for d in devices]))
+                click.echo("running; Ctrl-C or SIGTERM stops", err=True)
+                every = self.opts["reboot_every"]
+                next_reboot = self.clock.now() + every if every else None
+                while not stopper.wait(0.2):
+                    if next_reboot is not None and self.clock.now() >= next_reboot:
+                        for d in started:
+                            for faults in _all_faults(d):
+                                faults.reboot(self.opts["reboot_down"])
+                        next_reboot = self.clock.now() + every
+            finally:
+                for d in reversed(started):
+                    d.stop()
+
+
+class _Stopper:
+    """SIGTERM and SIGINT set a flag (from the moment the command starts, so a signal
+    during start-up still ends it cleanly)."""
+
+    def __enter__(self) -> _Stopper:
+        self._done = threading.Event()
+        signals = (signal.SIGTERM, signal.SIGINT)
+        self._old = {s: signal.signal(s, lambda *_: self._done.set()) for s in signals}
+        return self
+
+    def wait(self, timeout: float) -> bool:
+        return self._done.wait(timeout)
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._old.items():
             signal.signal(s, handler)
 
 
@@ -395,23 +399,19 @@ def hj212_cmd(
 def city_cmd(config_path: str, out: str | None) -> None:
     """Start a whole simulated district's devices from the synthetic world, write one
     gateway station config per station, and print where each device listens."""
-    from firmware_sim.city import load_config, start_city
+    from firmware_sim.city import start_city
+    from firmware_sim.city_config import load_config
 
     config = load_config(Path(config_path))
     if out is not None:
         config = config.with_out(Path(out))
-    city = start_city(config)
-    try:
-        for line in city.describe():
-            click.echo(line)
-        click.echo("running; Ctrl-C or SIGTERM stops", err=True)
-        done = threading.Event()
-        old = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    with _Stopper() as stopper:
+        city = start_city(config)
         try:
-            while not done.wait(0.5):
+            for line in city.describe():
+                click.echo(line)
+            click.echo("running; Ctrl-C or SIGTERM stops", err=True)
+            while not stopper.wait(0.5):
                 pass
         finally:
-            for s, handler in old.items():
-                signal.signal(s, handler)
-    finally:
-        city.stop()
+            city.stop()

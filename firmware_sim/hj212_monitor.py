@@ -9,6 +9,10 @@ Like a construction-site dust monitor's data logger (数采仪) it connects to t
   window, ``DataTime`` = the window's start;
 - ``CN=2061`` hourly data, likewise for each hour.
 
+Like a logger it samples every quantity every ``sample_s`` simulated seconds and makes the
+window statistics from those samples (a window it slept through, when the clock jumps, is
+filled with readings spread over it).
+
 For each packet it waits up to ``timeout_s`` (real seconds: a network wait) for the
 platform's ``CN=9014`` with the same QN, resends the same frame up to ``retries`` times,
 then gives it up, as loggers do with ``OverTime``/``ReCount``. Packets made while the
@@ -82,6 +86,7 @@ class Hj212Monitor(Device):
         units: str = "ug/m3",
         quantities: Sequence[str] = DUST_QUANTITIES,
         rtd_interval_s: float = 30.0,
+        sample_s: float = 10.0,
         minute_interval_min: int = 1,
         hourly: bool = True,
         flag: int = 5,
@@ -108,6 +113,9 @@ class Hj212Monitor(Device):
         self.mn, self.pw, self.st, self.units = mn, pw, st, units
         self.quantities = tuple(quantities)
         self.rtd_interval_s = rtd_interval_s
+        if not sample_s > 0:
+            raise ValueError(f"sample_s must be > 0, got {sample_s!r}")
+        self.sample_s = sample_s
         self.minute_interval_min = minute_interval_min
         self.hourly = hourly
         self.flag = flag
@@ -131,6 +139,7 @@ class Hj212Monitor(Device):
         self._tasks: list[asyncio.Task[None]] = []
         self._queued = asyncio.Event()
         self._last_qn = ""
+        self._samples: dict[tuple[str, float], dict[str, list[float]]] = {}
         self.faults.on_reboot(lambda: self.loop.call(self._power_cut))
 
     @property
@@ -178,7 +187,11 @@ class Hj212Monitor(Device):
 
     def packet(self, cn: str, t: float, t0: float | None = None) -> bytes:
         """The frame for real-time data at ``t`` (``cn`` 2011) or for the window
-        [``t0``, ``t``) (2051, 2061)."""
+        [``t0``, ``t``) (2051, 2061): its min/avg/max over the samples the logger took in
+        the window, or, where it took none (time jumped), over readings spread across it."""
+        return self._build(cn, t, t0).frame
+
+    def _build(self, cn: str, t: float, t0: float | None = None) -> _Outgoing:
         cp: dict[str, object] = {}
         if cn == "2011":
             cp["DataTime"] = self._stamp(t)
@@ -189,12 +202,14 @@ class Hj212Monitor(Device):
         else:
             if t0 is None:
                 raise ValueError("a window packet needs t0")
-            step = 10.0 if cn == "2051" else 60.0
+            taken = self._samples.pop((cn, t0), {})
+            step = self.sample_s if cn == "2051" else 60.0
             n = max(1, round((t - t0) / step))
             times = [t0 + (k + 0.5) * (t - t0) / n for k in range(n)]
             cp["DataTime"] = self._stamp(t0)
             for q in self.quantities:
-                samples = [v for v in (self.reading(q, x) for x in times) if math.isfinite(v)]
+                samples = taken.get(q) or [self.reading(q, x) for x in times]
+                samples = [v for v in samples if math.isfinite(v)]
                 if not samples:
                     continue
                 avg = sum(samples) / len(samples)
@@ -207,11 +222,26 @@ class Hj212Monitor(Device):
                     "Flag": "N",
                 }
         qn = self._next_qn(t)
-        return hj212.build(self.st, cn, self.pw, self.mn, cp, qn=qn, flag=self.flag)
+        frame = hj212.build(self.st, cn, self.pw, self.mn, cp, qn=qn, flag=self.flag)
+        return _Outgoing(qn, cn, frame)
 
-    def _enqueue(self, frame: bytes) -> None:
-        packet = hj212.parse(frame)
-        self._queue.append(_Outgoing(packet.qn or "", packet.cn or "", frame))
+    def _sample(self, t: float) -> None:
+        """Take one reading of every quantity into the open minute and hour windows."""
+        minute = 60.0 * self.minute_interval_min
+        windows = []
+        if minute > 0:
+            windows.append(("2051", math.floor(t / minute) * minute))
+        if self.hourly:
+            windows.append(("2061", math.floor(t / 3600.0) * 3600.0))
+        values = {q: self.reading(q, t) for q in self.quantities}
+        self.stats["samples"] += 1
+        for window in windows:
+            acc = self._samples.setdefault(window, {})
+            for q, v in values.items():
+                acc.setdefault(q, []).append(v)
+
+    def _enqueue(self, out: _Outgoing) -> None:
+        self._queue.append(out)
         self.stats["produced"] += 1
         while len(self._queue) > self.buffer:
             self._queue.popleft()
@@ -242,6 +272,7 @@ class Hj212Monitor(Device):
         self._queue.clear()
         self._current = None
         self._last_qn = ""
+        self._samples.clear()
         asyncio.get_running_loop().create_task(self._disconnect())
 
     # -- producing --------------------------------------------------------------------------
@@ -249,26 +280,30 @@ class Hj212Monitor(Device):
     async def _produce(self) -> None:
         now = self.clock.now()
         minute = 60.0 * self.minute_interval_min
-        next_rtd = now
+        next_rtd = next_sample = now
         next_min = (math.floor(now / minute) + 1) * minute if minute > 0 else math.inf
         next_hour = (math.floor(now / 3600.0) + 1) * 3600.0 if self.hourly else math.inf
         while True:
             now = self.clock.now()
             quiet = self.faults.dead or self.faults.down
-            if now >= next_rtd:
-                if not quiet and self.rtd_interval_s > 0:
-                    self._enqueue(self.packet("2011", now))
-                step = self.rtd_interval_s if self.rtd_interval_s > 0 else math.inf
-                next_rtd += step * max(1, math.floor((now - next_rtd) / step) + 1)
             while now >= next_min:  # every window that ended, even after a jump in time
                 if not quiet:
-                    self._enqueue(self.packet("2051", next_min, next_min - minute))
+                    self._enqueue(self._build("2051", next_min, next_min - minute))
                 next_min += minute
             while now >= next_hour:
                 if not quiet:
-                    self._enqueue(self.packet("2061", next_hour, next_hour - 3600.0))
+                    self._enqueue(self._build("2061", next_hour, next_hour - 3600.0))
                 next_hour += 3600.0
-            await self.clock.sleep(max(0.0, min(next_rtd, next_min, next_hour) - now))
+            if now >= next_sample:
+                if not quiet:
+                    self._sample(now)
+                next_sample = _next(next_sample, now, self.sample_s)
+            if now >= next_rtd:
+                if not quiet and self.rtd_interval_s > 0:
+                    self._enqueue(self._build("2011", now))
+                next_rtd = _next(next_rtd, now, self.rtd_interval_s)
+            wake = min(next_rtd, next_sample, next_min, next_hour)
+            await self.clock.sleep(max(0.0, wake - now))
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -400,6 +435,13 @@ class Hj212Monitor(Device):
             self.stats["late_acks"] += 1
             return
         future.set_result(None)
+
+
+def _next(due: float, now: float, step: float) -> float:
+    """The next due time after ``now`` on the grid ``due + k * step`` (inf: never)."""
+    if step <= 0:
+        return math.inf
+    return due + step * max(1, math.floor((now - due) / step) + 1)
 
 
 def _break_crc(frame: bytes) -> bytes:

@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from protocols.quantities import QUANTITIES
+
 __all__ = [
     "DEFAULTS",
     "ValueSource",
@@ -151,9 +153,13 @@ class Values:
 def source_for(world: Any, station_id: str) -> ValueSource:
     """Readings of station ``station_id`` in ``world``: ``world.sensor_value(station_id,
     quantity, t)``, the value the station's sensor shows (truth plus the sensor's own noise,
-    bias and drift, as the world models them)."""
+    bias and drift, as the world models them). Quantities outside
+    ``protocols.quantities`` (a louver box's illuminance) raise ``KeyError``: the device
+    makes them up itself."""
 
     def value(quantity: str, t: float) -> float:
+        if quantity not in QUANTITIES:
+            raise KeyError(quantity)  # the world models airtrace's quantities only
         return float(world.sensor_value(station_id, quantity, t))
 
     value.__doc__ = f"world station {station_id}"

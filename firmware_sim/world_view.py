@@ -3,21 +3,25 @@
 The world (``firmware_sim.world``) knows where the stations are and what each sensor shows
 at any moment; the devices need the station list (id, kind, position, inlet height, the
 site a dust monitor watches) and ``world.sensor_value(station_id, quantity, t)``. This
-module reads the former into ``WorldStation`` records and builds a world for a district
-file, so the rest of the simulator does not depend on the world's internals.
+module reads the former into ``WorldStation`` records (a dust monitor within
+``SITE_RADIUS_M`` of a registered construction site watches that site) and builds a world
+for a district file, so the rest of the simulator does not depend on the world's internals.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from firmware_sim.city_config import KINDS, CityConfig
-from protocols.errors import ConfigError
+from protocols.errors import ConfigError, InputError
 from protocols.geo import Origin, to_latlon
 
-__all__ = ["WorldStation", "build_world", "world_stations"]
+__all__ = ["SITE_RADIUS_M", "WorldStation", "build_world", "world_stations"]
+
+SITE_RADIUS_M = 150.0  # a dust monitor this close to a construction site watches it
 
 
 @dataclass(frozen=True)
@@ -56,17 +60,32 @@ def world_stations(world: Any) -> list[WorldStation]:
             lat, lon = to_latlon(float(s.x_m), float(s.y_m), origin)
         height = float(_first(s, ("inlet_height_m", "z_m", "height_m"), 3.0))
         site = _first(s, ("site", "site_id"))
+        if site is None and kind == "dust":
+            site = _watched_site(world, float(_first(s, ("x_m",), 0.0)), float(s.y_m))
         out.append(WorldStation(sid, kind, float(lat), float(lon), height, site and str(site)))
     return out
 
 
-def build_world(config: CityConfig) -> Any:
-    """The synthetic world for a district file (seed, number of stations, kinds mix)."""
+def _watched_site(world: Any, x: float, y: float) -> str | None:
+    """The registered construction site a dust monitor stands at (within ``SITE_RADIUS_M``)."""
+    best: tuple[float, str] | None = None
+    for site in getattr(world, "sites", ()):
+        if getattr(site, "kind", "construction") != "construction":
+            continue
+        d = math.hypot(site.x_m - x, site.y_m - y)
+        if d <= SITE_RADIUS_M and (best is None or d < best[0]):
+            best = (d, str(site.id))
+    return best[1] if best else None
+
+
+def build_world(config: CityConfig, start: float) -> Any:
+    """The synthetic world for a district file (seed, number of stations, kinds mix),
+    starting at ``start`` (epoch seconds)."""
+    from firmware_sim.world import World
+
     try:
-        from firmware_sim import world as world_module  # type: ignore[attr-defined]
-    except ImportError:
-        raise ConfigError(
-            "the synthetic world (firmware_sim.world) is not available in this build"
-        ) from None
-    world_cls = world_module.World
-    return world_cls(seed=config.seed, stations=config.stations, kinds=config.kinds)
+        return World.generate(
+            config.seed, n_stations=config.stations, kinds=dict(config.kinds), start=int(start)
+        )
+    except InputError as exc:
+        raise ConfigError(f"[city] the world cannot be built: {exc}") from None

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from firmware_sim.clock import ManualClock
+from firmware_sim.sources import scripted
 from protocols import hj212
 from tests.sim_fixtures import Hj212Platform, wait_for
 
@@ -171,3 +172,18 @@ def test_dead_and_rebooting_monitor(hj212_platform, hj212_monitor, clock) -> Non
     clock.advance(31)
     wait_for(lambda: len(platform.received()) > seen, what="packets after the reboot")
     assert mon.stats["connects"] == 3
+
+
+def test_minute_data_come_from_the_samples_taken(hj212_platform, hj212_monitor, clock) -> None:
+    platform = hj212_platform()
+    ramp = scripted({"pm25": [(START + 10 * k, 10.0 * (k + 1)) for k in range(7)]}, step=True)
+    mon = hj212_monitor(
+        "127.0.0.1", platform.port, source=ramp, clock=clock, quantities=("pm25",), sample_s=10
+    )
+    for k in range(6):  # the logger samples at 0, 10, ... 50 s: 10, 20, ... 60 ug/m3
+        wait_for(lambda k=k: mon.stats["samples"] == k + 1, what=f"sample {k + 1}")
+        clock.advance(10)
+    minute = wait_for(lambda: platform.received("2051"), what="minute data")[0]
+    assert minute.cp["DataTime"] == "20260528202600"
+    assert (minute.value("a34004", "Min"), minute.value("a34004", "Max")) == (10.0, 60.0)
+    assert minute.value("a34004", "Avg") == 35.0
