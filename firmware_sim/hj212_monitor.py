@@ -39,7 +39,7 @@ from firmware_sim.clock import Clock, as_clock
 from firmware_sim.device import Device
 from firmware_sim.faults import Faults
 from firmware_sim.loop import SimLoop
-from firmware_sim.sources import Values, ValueSource
+from firmware_sim.sources import SourceLike, Values
 from protocols import hj212
 
 __all__ = ["DUST_QUANTITIES", "Hj212Monitor"]
@@ -95,7 +95,7 @@ class Hj212Monitor(Device):
         reconnect_s: tuple[float, float] = (0.2, 10.0),
         buffer: int = 1000,
         utc_offset_h: float = 0.0,
-        source: ValueSource | None = None,
+        source: SourceLike = None,
         clock: Clock | None = None,
         loop: SimLoop | None = None,
         seed: int = 0,

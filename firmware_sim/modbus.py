@@ -36,7 +36,7 @@ from firmware_sim.loop import SimLoop
 from firmware_sim.modbus_unit import ModbusUnit
 from firmware_sim.models import ModbusModel
 from firmware_sim.ptypair import PtyPair
-from firmware_sim.sources import Values, ValueSource
+from firmware_sim.sources import SourceLike, Values
 
 __all__ = ["BusContext", "ModbusDevice", "modbus_rtu", "modbus_tcp"]
 
@@ -116,7 +116,7 @@ class ModbusDevice(Device):
         port: int = 0,
         serial_port: str | None = None,
         baudrate: int = 9600,
-        source: ValueSource | Mapping[int, ValueSource] | None = None,
+        source: SourceLike | Mapping[int, SourceLike] = None,
         clock: Clock | None = None,
         loop: SimLoop | None = None,
         seed: int = 0,
@@ -139,7 +139,7 @@ class ModbusDevice(Device):
         self.baudrate = baudrate
         self.units: dict[int, ModbusUnit] = {}
         for uid, m in units.items():
-            src = source.get(uid) if isinstance(source, Mapping) else source
+            src = source.get(uid) if _per_unit(source) else source  # type: ignore[union-attr]
             unit = ModbusUnit(m, uid, source=src, clock=self.clock, seed=seed * 1000 + uid)
             unit.on_readdress = self._readdress
             self.units[uid] = unit
@@ -259,6 +259,11 @@ class ModbusDevice(Device):
             return packet
         corrupt = flip_byte(-1) if self.kind == "rtu" else _garble_mbap
         return unit.faults.frame(packet, corrupt)
+
+
+def _per_unit(source: object) -> bool:
+    """A mapping keyed by unit id gives each unit its own source (string keys: values)."""
+    return isinstance(source, Mapping) and all(isinstance(k, int) for k in source)
 
 
 def _garble_mbap(frame: bytes) -> bytes:

@@ -35,7 +35,7 @@ from firmware_sim.models import (
     daylight_lux,
     model,
 )
-from firmware_sim.sources import DEFAULTS, Values, ValueSource
+from firmware_sim.sources import DEFAULTS, SourceLike, Values
 from protocols.registers import RegisterError, encode
 
 __all__ = ["ILLEGAL_ADDRESS", "ILLEGAL_FUNCTION", "ModbusUnit", "SwitchEvent"]
@@ -75,7 +75,7 @@ class ModbusUnit:
         device_model: ModbusModel | str,
         unit_id: int = 1,
         *,
-        source: ValueSource | None = None,
+        source: SourceLike = None,
         clock: Clock,
         seed: int | None = 0,
     ) -> None:

@@ -29,7 +29,7 @@ from firmware_sim.device import Device
 from firmware_sim.faults import Faults, flip_byte
 from firmware_sim.loop import SimLoop
 from firmware_sim.serial_port import PtyPort
-from firmware_sim.sources import Values, ValueSource
+from firmware_sim.sources import SourceLike, Values
 from protocols import pms5003 as codec
 
 __all__ = ["Pms5003Sensor"]
@@ -50,7 +50,7 @@ class Pms5003Sensor(Device):
         self,
         *,
         port: str | None = None,
-        source: ValueSource | None = None,
+        source: SourceLike = None,
         clock: Clock | None = None,
         loop: SimLoop | None = None,
         variant: str = "pms5003",

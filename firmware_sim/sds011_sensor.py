@@ -29,7 +29,7 @@ from firmware_sim.device import Device
 from firmware_sim.faults import Faults, flip_byte
 from firmware_sim.loop import SimLoop
 from firmware_sim.serial_port import PtyPort
-from firmware_sim.sources import Values, ValueSource
+from firmware_sim.sources import SourceLike, Values
 from protocols import sds011 as codec
 
 __all__ = ["Sds011Sensor"]
@@ -48,7 +48,7 @@ class Sds011Sensor(Device):
         self,
         *,
         port: str | None = None,
-        source: ValueSource | None = None,
+        source: SourceLike = None,
         clock: Clock | None = None,
         loop: SimLoop | None = None,
         device_id: int | None = None,

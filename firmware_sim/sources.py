@@ -25,6 +25,7 @@ from protocols.quantities import QUANTITIES
 
 __all__ = [
     "DEFAULTS",
+    "SourceLike",
     "ValueSource",
     "Values",
     "constant",
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 ValueSource = Callable[[str, float], float]
+#: what devices accept as ``source=``: a value source, a mapping of constant values, or
+#: None (typical values)
+SourceLike = ValueSource | Mapping[str, float] | None
 
 #: plausible values for every quantity the simulated models carry (a quiet urban morning)
 DEFAULTS: dict[str, float] = {

@@ -21,8 +21,8 @@ bus with several units: ``device.unit(2).faults``)::
 - ``hj212_platform(ack=True)`` -> a TCP server that records HJ 212 packets and answers 9014
 - ``sim_clock`` -> a ``ManualClock`` to pass as ``clock=``; advance it instead of sleeping
 
-Options are the device classes' keyword arguments (``source=``, ``clock=``, ``seed=`` ...).
-A ``source`` may be a mapping of constant values.
+Options are the device classes' keyword arguments (``source=``, ``clock=``, ``seed=`` ...);
+a ``source`` may be a mapping of constant values.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from firmware_sim.loop import SimLoop
 from firmware_sim.modbus import ModbusDevice
 from firmware_sim.pms5003_sensor import Pms5003Sensor
 from firmware_sim.sds011_sensor import Sds011Sensor
-from firmware_sim.sources import constant
 from protocols import hj212
 
 __all__ = ["Hj212Platform", "wait_for"]
@@ -59,13 +58,6 @@ def wait_for(condition: Callable[[], Any], timeout: float = 5.0, what: str = "co
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)
-
-
-def _source(options: dict[str, Any]) -> dict[str, Any]:
-    source = options.get("source")
-    if isinstance(source, Mapping) and not all(isinstance(k, int) for k in source):
-        options["source"] = constant(source)
-    return options
 
 
 @pytest.fixture
@@ -89,7 +81,7 @@ def modbus_tcp_device(_devices: list[Device]) -> Callable[..., ModbusDevice]:
     TCP server on a free loopback port; ``address`` is host:port."""
 
     def start(model: str = "rs-pm-n01", unit_ids: tuple[int, ...] = (1,), **options: Any):
-        dev = ModbusDevice(model=model, unit_ids=unit_ids, transport="tcp", **_source(options))
+        dev = ModbusDevice(model=model, unit_ids=unit_ids, transport="tcp", **options)
         _devices.append(dev.start())
         return dev
 
@@ -102,7 +94,7 @@ def modbus_rtu_bus(_devices: list[Device]) -> Callable[..., ModbusDevice]:
     on a pty pair; ``address`` is the pty path for the gateway."""
 
     def start(units: Mapping[int, str] | None = None, **options: Any) -> ModbusDevice:
-        dev = ModbusDevice(units or {1: "rs-pm-n01"}, transport="rtu", **_source(options))
+        dev = ModbusDevice(units or {1: "rs-pm-n01"}, transport="rtu", **options)
         _devices.append(dev.start())
         return dev
 
@@ -114,7 +106,7 @@ def pms5003_device(_devices: list[Device]) -> Callable[..., Pms5003Sensor]:
     """``pms5003_device(**options)``: a started PMS5003 on a pty pair."""
 
     def start(**options: Any) -> Pms5003Sensor:
-        dev = Pms5003Sensor(**_source(options))
+        dev = Pms5003Sensor(**options)
         _devices.append(dev.start())
         return dev
 
@@ -126,7 +118,7 @@ def sds011_device(_devices: list[Device]) -> Callable[..., Sds011Sensor]:
     """``sds011_device(**options)``: a started SDS011 on a pty pair."""
 
     def start(**options: Any) -> Sds011Sensor:
-        dev = Sds011Sensor(**_source(options))
+        dev = Sds011Sensor(**options)
         _devices.append(dev.start())
         return dev
 
@@ -139,7 +131,7 @@ def hj212_monitor(_devices: list[Device]) -> Callable[..., Hj212Monitor]:
     host:port (it reconnects until something listens there)."""
 
     def start(host: str = "127.0.0.1", port: int = 0, **options: Any) -> Hj212Monitor:
-        dev = Hj212Monitor(host, port, **_source(options))
+        dev = Hj212Monitor(host, port, **options)
         _devices.append(dev.start())
         return dev
 
