@@ -70,7 +70,6 @@ class Pms5003Sensor(Device):
         self._port = PtyPort(port, backend=pty_backend)
         self._commands = codec.CommandStream()
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         self._last_pm25: float | None = None
         self.commands: list[str] = []  # every command heard, in order
         self.frames_sent = 0
@@ -138,7 +137,6 @@ class Pms5003Sensor(Device):
     # -- life cycle -------------------------------------------------------------------------
 
     async def astart(self) -> None:
-        self._wake = asyncio.Event()
         self._port.open(self._on_data)
         self._task = asyncio.create_task(self._stream(), name=f"pms5003 {self.address}")
         self.running = True
@@ -159,16 +157,7 @@ class Pms5003Sensor(Device):
             if self.mode == "active" and not self.asleep and not self.faults.down:
                 interval = self._interval(t)
                 self._send(self.frame(t))
-            elif self.faults.down:
-                self._fresh_state()
-            sleeper = asyncio.ensure_future(self.clock.sleep(interval))
-            waker = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                sleeper.cancel()
-                waker.cancel()
-            self._wake.clear()
+            await self.clock.sleep(interval)
 
     def _send(self, frame: bytes) -> None:
         if not self.faults.answers():
@@ -203,11 +192,9 @@ class Pms5003Sensor(Device):
         elif name == "active":
             self.mode = "active"
             self._send(self.frame())
-            self._wake.set()  # restart the active rhythm from this frame
         elif name == "wake":
             self.asleep = False
             self._send(self.frame())
-            self._wake.set()
         elif name == "read":
             self._send(self.frame())
 

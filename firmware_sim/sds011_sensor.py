@@ -73,14 +73,14 @@ class Sds011Sensor(Device):
         self._port = PtyPort(port, backend=pty_backend)
         self._commands = codec.CommandStream()
         self._task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
+        self._changed = False
         self.commands: list[codec.Command] = []  # every command addressed to this sensor
         self.frames_sent = 0
         self.faults.on_reboot(lambda: self.loop.call(self._power_cycle))
 
     def _power_cycle(self) -> None:
         self.asleep = False
-        self._changed.set()
+        self._changed = True
 
     @property
     def address(self) -> str:
@@ -104,7 +104,7 @@ class Sds011Sensor(Device):
     # -- life cycle -------------------------------------------------------------------------
 
     async def astart(self) -> None:
-        self._changed = asyncio.Event()
+        self._changed = False
         self._port.open(self._on_data)
         self._task = asyncio.create_task(self._stream(), name=f"sds011 {self.address}")
         self.running = True
@@ -123,14 +123,11 @@ class Sds011Sensor(Device):
             interval = 1.0 if self.period_min == 0 else 60.0 * self.period_min
             if self.mode == "active" and not self.asleep and not self.faults.down:
                 self._send(self.frame())
-            sleeper = asyncio.ensure_future(self.clock.sleep(interval))
-            changed = asyncio.ensure_future(self._changed.wait())
-            try:
-                await asyncio.wait({sleeper, changed}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                sleeper.cancel()
-                changed.cancel()
-            self._changed.clear()
+            # sleep in steps of at most a second, so a new mode or period acts at once
+            self._changed = False
+            while interval > 0 and not self._changed:
+                await self.clock.sleep(min(interval, 1.0))
+                interval -= 1.0
 
     def _send(self, frame: bytes) -> None:
         if not self.faults.answers():
@@ -157,7 +154,7 @@ class Sds011Sensor(Device):
         self.commands.append(cmd)
         await asyncio.sleep(self.reply_delay_s + self.faults.delay())
         self._send(self._execute(cmd))
-        self._changed.set()  # a new mode or period takes effect now
+        self._changed = True  # a new mode or period takes effect now
 
     def _execute(self, cmd: codec.Command) -> bytes:
         name = cmd.name
