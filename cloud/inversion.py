@@ -167,6 +167,17 @@ class _Window:
         return np.vstack(cols).astype(np.float64)
 
 
+def _threshold(cfg: InversionConfig, n_cells: int) -> float:
+    """The likelihood-ratio statistic a new source must beat: the chi-square (1 dof)
+    quantile at family-wise level ``alpha`` over all cells, halved for the rate's
+    boundary at zero (Bonferroni: ``P(max > c) <= J/2 P(chi2_1 > c) = alpha``)."""
+    if cfg.threshold is not None:
+        return cfg.threshold
+    from scipy.stats import chi2
+
+    return float(chi2.isf(2.0 * cfg.alpha / max(n_cells, 1), 1))
+
+
 def _hourly_prediction(st: Stack, cols: np.ndarray, hourly: np.ndarray) -> np.ndarray:
     """The sources' prediction per row from their hourly rates (S, T)."""
     return np.einsum("ns,sn->n", cols, hourly[:, st.hour_index()])
@@ -192,9 +203,13 @@ def _with(cols: np.ndarray | None, new: np.ndarray) -> np.ndarray:
 
 
 def _refine(win: _Window, cell: int, others: np.ndarray | None, q0: np.ndarray,
-            f: float) -> tuple[float, float, np.ndarray]:
-    """The best point on a 3 x 3 lattice per cell over the 3 x 3 neighbourhood."""
-    g = win.grid
+            log_prior: np.ndarray) -> tuple[int, float, float, np.ndarray]:
+    """Sub-cell search over the 3 x 3 neighbourhood of ``cell`` (a 3 x 3 lattice of small
+    volume sources per cell), then the decision: the reported cell is the one whose centre
+    has the highest posterior probability of lying within one cell width of the source,
+    the refined position is the posterior mean. Returns (cell, x, y, column of the most
+    likely point)."""
+    g, cfg = win.grid, win.cfg
     cx, cy = g.centres()
     cells = g.neighbours(cell, 1)
     offs = ((np.arange(3) + 0.5) / 3 - 0.5) * g.cell
@@ -202,15 +217,22 @@ def _refine(win: _Window, cell: int, others: np.ndarray | None, q0: np.ndarray,
     px = (cx[cells][:, None] + ox.ravel()[None, :]).ravel()
     py = (cy[cells][:, None] + oy.ravel()[None, :]).ravel()
     cols = win.point_columns(px, py, g.cell / 3)
-    prof = profile(win.stack, cols, others, f=f, tau=win.cfg.rate_tau, q0=q0)
-    b = int(np.argmin(prof.cost))
-    return float(px[b]), float(py[b]), cols[:, b]
+    prof = profile(win.stack, cols, others, f=cfg.model_error, tau=cfg.rate_tau, q0=q0)
+    s2 = _scaled(prof, win.stack.n)
+    logp = -prof.cost / (2.0 * s2) + np.repeat(log_prior[cells], ox.size)
+    p = np.exp(logp - logp.max())
+    p /= p.sum()
+    near = np.hypot(px[None, :] - cx[cells][:, None], py[None, :] - cy[cells][:, None])
+    mass = (near <= g.cell) @ p
+    best_cell = int(cells[int(np.argmax(mass))])
+    b = int(np.argmax(logp))
+    return best_cell, float(p @ px), float(p @ py), cols[:, b]
 
 
 def _locate(win: _Window, log_prior: np.ndarray, cfg: InversionConfig
             ) -> tuple[list[dict[str, object]], Profile, np.ndarray | None]:
     st, g, f, tau = win.stack, win.grid, cfg.model_error, cfg.rate_tau
-    penalty = 3.0 * math.log(max(st.n, 2))
+    penalty = _threshold(cfg, st.n_cells)
     found: list[dict[str, object]] = []
     cols: np.ndarray | None = None
     cur = profile(st, None, None, f=f, tau=tau)
@@ -246,9 +268,9 @@ def _locate(win: _Window, log_prior: np.ndarray, cfg: InversionConfig
         px, py = float(cx[cell]), float(cy[cell])
         col = st.columns(np.array([cell]))[:, 0]
         if cfg.refine:
-            px, py, col = _refine(win, cell, cols, prof.rates[b], f)
-            cell = g.cell_of(px, py) or cell
-        found.append({"cell": cell, "x": px, "y": py, "stat": stat, "short": short})
+            cell, px, py, col = _refine(win, cell, cols, prof.rates[b], log_prior)
+        found.append({"cell": cell, "x": px, "y": py, "stat": stat, "short": short,
+                      "col": col, "profile": prof})
         cols = _with(cols, col)
         cur = profile(st, None, cols, f=f, tau=tau, q0=prof.rates[b][None, :])
     return found, cur, surface
@@ -263,13 +285,16 @@ def _confidence(win: _Window, found: list[dict[str, object]], cols: np.ndarray,
     s2 = _scaled(final, st.n)
     for i, src in enumerate(found):
         cell = int(src["cell"])  # type: ignore[call-overload]
-        cells = np.unique(np.concatenate([src["short"], g.neighbours(cell, 2)]))  # type: ignore[list-item]
-        others = np.delete(cols, i, axis=1) if cols.shape[1] > 1 else None
-        q_others = np.delete(final.rates[0], i)
-        q0 = np.hstack([np.broadcast_to(q_others, (cells.size, q_others.size)),
-                        np.full((cells.size, 1), final.rates[0][i])])
-        prof = profile(st, st.columns(cells), others, f=cfg.model_error, tau=cfg.rate_tau,
-                       q0=q0)
+        if len(found) == 1:  # alone, its search already weighed these cells, nothing fixed
+            cells, prof = src["short"], src["profile"]  # type: ignore[assignment]
+        else:
+            cells = np.unique(np.concatenate([src["short"], g.neighbours(cell, 1)]))  # type: ignore[list-item]
+            others = np.delete(cols, i, axis=1)
+            q_others = np.delete(final.rates[0], i)
+            q0 = np.hstack([np.broadcast_to(q_others, (cells.size, q_others.size)),
+                            np.full((cells.size, 1), final.rates[0][i])])
+            prof = profile(st, st.columns(cells), others, f=cfg.model_error,
+                           tau=cfg.rate_tau, q0=q0)
         logp = -prof.cost / (2.0 * s2) + log_prior[cells]
         p = np.exp(logp - logp.max())
         p /= p.sum()
@@ -321,7 +346,7 @@ def invert(
     sources: list[FoundSource] = []
     model = None
     if found:
-        cols = np.column_stack([_column(win, s) for s in found])
+        cols = np.column_stack([s["col"] for s in found])  # type: ignore[misc]
         model = _hourly_prediction(st, cols, final.hourly[0])
         conf = _confidence(win, found, cols, final, log_prior, cfg)
         cx, cy = grid.centres()
@@ -364,12 +389,6 @@ def invert(
         inventory=inventory,
         **base,  # type: ignore[arg-type]
     )
-
-
-def _column(win: _Window, s: dict[str, object]) -> np.ndarray:
-    if win.cfg.refine:
-        return win.point_columns(np.array([s["x"]]), np.array([s["y"]]), win.grid.cell / 3)[:, 0]
-    return win.stack.columns(np.array([int(s["cell"])]))[:, 0]  # type: ignore[call-overload]
 
 
 def _tie(x: float, y: float, sites: Sequence[SiteRow], cfg: InversionConfig) -> str | None:

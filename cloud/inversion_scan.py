@@ -173,7 +173,7 @@ def profile(
     f: float,
     tau: float = 0.8,
     q0: np.ndarray | None = None,
-    iterations: int = 3,
+    iterations: int = 2,
 ) -> Profile:
     """Stage 2: exact fits of the ``fixed`` sources (n, k) plus each candidate column of
     ``cand`` (n, K) -- or, with ``cand=None``, of the fixed sources alone (K = 1).

@@ -73,6 +73,8 @@ class InversionConfig:
     gradient: bool = True  # a spatial background gradient over the window
     station_offset_ug_m3: float = 4.0  # prior sigma of a station's constant offset (0: none)
     max_sources: int = 5
+    alpha: float = 0.05  # family-wise false-alarm level of the test for one more source
+    threshold: float | None = None  # or the statistic to beat, given outright
     shortlist: int = 48  # cells refitted exactly (stage 2) per search
     refine: bool = True  # sub-cell search in the 3 x 3 neighbourhood of each source
     site_prior: float = 5.0  # prior odds of a cell holding a registered site vs any cell

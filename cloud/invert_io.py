@@ -18,7 +18,6 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from cloud.inversion_types import (
     SiteRow,
 )
 from protocols.errors import InputError
+from protocols.timefmt import parse_iso, to_iso
 
 OBS_REQUIRED = ("time", "station", "x_m", "y_m", "z_m", "value")
 MET_REQUIRED = ("time", "wind_speed_ms", "wind_dir_deg")
@@ -82,12 +82,9 @@ class _Rows:
     def time(self, line: int, row: Mapping[str, Any], col: str = "time") -> int:
         s = self.text(line, row, col)
         try:
-            t = datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
+            epoch = parse_iso(s)
+        except InputError:
             raise self.fail(line, col, f"{s!r} is not an ISO 8601 time") from None
-        if t.tzinfo is None:
-            t = t.replace(tzinfo=UTC)
-        epoch = t.timestamp()
         if epoch % 3600 != 0:
             raise self.fail(line, col, f"{s!r} is not the start of an hour")
         return int(epoch)
@@ -245,7 +242,7 @@ def parse_domain(text: str) -> tuple[float, float, float, float]:
 
 
 def iso(t: int) -> str:
-    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return to_iso(t, ms=False)
 
 
 def result_json(result: InversionResult, **extra: Any) -> dict[str, Any]:

@@ -38,7 +38,8 @@ _SIGMA_A_BOUNDS = (22.5, 17.5, 12.5, 7.5, 3.8)
 # measured sigma_theta above this is meander that the class's Briggs sigma_y does not hold
 TYPICAL_SIGMA_THETA_DEG = {"A": 25.0, "B": 20.0, "C": 15.0, "D": 10.0, "E": 5.6, "F": 2.5}
 # Golder (1972) / Pasquill (1974): L = a z0^b per class; D is infinite (1/L = 0)
-_GOLDER = {"A": (-11.4, 0.10), "B": (-26.0, 0.17), "C": (-123.0, 0.30), "E": (123.0, 0.30), "F": (26.0, 0.17)}
+_GOLDER = {"A": (-11.4, 0.10), "B": (-26.0, 0.17), "C": (-123.0, 0.30), "E": (123.0, 0.30),
+           "F": (26.0, 0.17)}
 
 
 @dataclass(frozen=True)
@@ -84,34 +85,26 @@ def _shift(letter: str, steps: int) -> str:
     return STABILITY_CLASSES[max(0, min(5, i))]
 
 
+# EPA wind-speed adjustment of a sigma_A class: (upper wind bound, class) steps, then D
+_DAY_STEPS = {"A": ((3.0, "A"), (4.0, "B"), (6.0, "C")), "B": ((4.0, "B"), (6.0, "C")),
+              "C": ((6.0, "C"),), "D": (), "E": (), "F": ()}
+_NIGHT_STEPS = {"A": ((2.9, "F"), (3.6, "E")), "B": ((2.4, "F"), (3.0, "E")),
+                "C": ((2.4, "E"),), "D": ((math.inf, "D"),), "E": ((math.inf, "E"),),
+                "F": ((math.inf, "F"),)}
+
+
 def stability_from_sigma_theta(
     sigma_theta_deg: float, u_ms: float, *, daytime: bool, z0_m: float = 0.15
 ) -> str:
-    """EPA sigma_A method with its wind-speed adjustment."""
+    """EPA sigma_A method with its wind-speed adjustment (by day E and F become D)."""
     scale = (z0_m / 0.15) ** 0.2
     letter = "F"
     for cls, bound in zip(STABILITY_CLASSES, _SIGMA_A_BOUNDS, strict=False):
         if sigma_theta_deg >= bound * scale:
             letter = cls
             break
-    if daytime:
-        if letter in "EF":
-            return "D"
-        limits = {"A": ((3.0, "A"), (4.0, "B"), (6.0, "C")), "B": ((4.0, "B"), (6.0, "C")),
-                  "C": ((6.0, "C"),)}
-        if letter in limits:
-            for top, cls in limits[letter]:
-                if u_ms < top:
-                    return cls
-            return "D"
-        return letter
-    night = {"A": ((2.9, "F"), (3.6, "E")), "B": ((2.4, "F"), (3.0, "E")), "C": ((2.4, "E"),)}
-    if letter in night:
-        for top, cls in night[letter]:
-            if u_ms < top:
-                return cls
-        return "D"
-    return letter
+    steps = _DAY_STEPS[letter] if daytime else _NIGHT_STEPS[letter]
+    return next((cls for top, cls in steps if u_ms < top), "D")
 
 
 def insolation_class(elevation_deg: float, cloud_okta: float | None = None) -> str:
@@ -225,7 +218,9 @@ def yamartino_sigma_theta(directions_deg: Iterable[float]) -> float:
     return math.degrees(math.asin(min(1.0, eps)) * (1.0 + 0.1547 * eps**3))
 
 
-def vector_mean_direction(directions_deg: Iterable[float], speeds: Iterable[float] | None = None) -> float:
+def vector_mean_direction(
+    directions_deg: Iterable[float], speeds: Iterable[float] | None = None
+) -> float:
     """The direction (deg, from north) of the mean wind vector; speeds weight when given."""
     d = np.radians(np.asarray(list(directions_deg), dtype=float))
     w = np.ones_like(d) if speeds is None else np.asarray(list(speeds), dtype=float)

@@ -7,9 +7,10 @@ Concentrations are computed minute by minute with the world's own dispersion phy
 (``firmware_sim.truth``, independent of the inversion's model): each minute's plume follows
 that minute's wind, so an hour's mean carries the meander of a real hour.
 
-Coordinates: metres east (x) and north (y) of ``origin_lat_lon`` in a local tangent plane:
-``lat = lat0 + y / M``, ``lon = lon0 + x / (N cos lat0)`` with the WGS84 meridional (M) and
-prime-vertical (N) radii of curvature at ``lat0`` -- better than a metre across 10 km.
+Coordinates: metres east (x) and north (y) of ``origin_lat_lon`` in the platform's one
+local frame, ``protocols.geo`` (a tangent plane on a sphere of the mean Earth radius:
+``x = R cos(lat0) (lon - lon0)``, ``y = R (lat - lat0)``, angles in radians), so stations,
+sites and inversion results land where the registry and the map put them.
 
 What each quantity is made of: particulates are a background (hourly varying, with a
 gradient across the district) + a small station-local term (unmodelled traffic) + the
@@ -23,7 +24,6 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 
@@ -31,11 +31,12 @@ from firmware_sim import truth as physics
 from firmware_sim.world_fields import TURBULENCE_DEG, FixedWind, Wave, Weather, key, normals
 from firmware_sim.world_layout import Layout, build_layout
 from firmware_sim.world_sensors import KIND_QUANTITIES, SensorModel
+from protocols import geo
 from protocols.errors import InputError
 from protocols.quantities import QUANTITIES
+from protocols.timefmt import to_iso
 
 DEFAULT_START = 1748822400  # 2025-06-02T00:00:00Z
-_WGS84_A, _WGS84_F = 6378137.0, 1 / 298.257223563
 # fractions of a source's PM10 rate emitted as other quantities, by source kind
 _PM25 = {"construction": 0.15, "industrial": 0.55, "restaurant": 0.85, "traffic": 0.5, "other": 0.4}
 _TSP = {"construction": 2.5, "industrial": 1.4, "restaurant": 1.1, "traffic": 1.8, "other": 1.5}
@@ -118,7 +119,7 @@ def profile_factor(profile: str, solar_hour: np.ndarray) -> np.ndarray:
 
 
 def iso_hour(t: int) -> str:
-    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return to_iso(t, ms=False)
 
 
 @dataclass
@@ -213,13 +214,12 @@ class World:
 
     # --------------------------------------------------------------- geometry
     def to_lat_lon(self, x_m: float, y_m: float) -> tuple[float, float]:
+        """Local metres -> (lat, lon) degrees (``protocols.geo``)."""
         return _to_lat_lon(*self.origin_lat_lon, x_m, y_m)
 
     def from_lat_lon(self, lat: float, lon: float) -> tuple[float, float]:
-        lat0, lon0 = self.origin_lat_lon
-        m, n = _radii(lat0)
-        return (math.radians(lon - lon0) * n * math.cos(math.radians(lat0)),
-                math.radians(lat - lat0) * m)
+        """(lat, lon) degrees -> local metres east and north of the origin."""
+        return geo.to_local(lat, lon, geo.Origin(*self.origin_lat_lon))
 
     def station(self, station_id: str) -> Station:
         if station_id not in self._index:
@@ -382,7 +382,11 @@ class World:
         return [int(h) // 3600 * 3600 for h in hours]
 
     def hourly_obs(
-        self, hours: int | list[int] | tuple[int, ...], quantity: str = "pm10", *, fused: bool = True
+        self,
+        hours: int | list[int] | tuple[int, ...],
+        quantity: str = "pm10",
+        *,
+        fused: bool = True,
     ) -> list[dict[str, object]]:
         """Rows of OBS.csv (time, station, x_m, y_m, z_m, value, sigma) for the stations
         that measure ``quantity``. ``fused`` (default): calibrated, fused hourly means as the
@@ -443,16 +447,8 @@ class World:
                  "h_m": round(s.h_m, 1), "kind": s.kind} for s in self.sites]
 
 
-def _radii(lat0: float) -> tuple[float, float]:
-    e2 = _WGS84_F * (2 - _WGS84_F)
-    s2 = math.sin(math.radians(lat0)) ** 2
-    return _WGS84_A * (1 - e2) / (1 - e2 * s2) ** 1.5, _WGS84_A / math.sqrt(1 - e2 * s2)
-
-
 def _to_lat_lon(lat0: float, lon0: float, x_m: float, y_m: float) -> tuple[float, float]:
-    m, n = _radii(lat0)
-    return (lat0 + math.degrees(y_m / m),
-            lon0 + math.degrees(x_m / (n * math.cos(math.radians(lat0)))))
+    return geo.to_latlon(x_m, y_m, geo.Origin(lat0, lon0))
 
 
 def rows_to_csv(rows: list[dict[str, object]]) -> str:

@@ -164,7 +164,8 @@ def build_layout(
             site = inside[int(rng.integers(len(inside)))]
             used.add(site[0])
             ang, r = rng.uniform(0, 2 * math.pi), 40.0 * math.sqrt(rng.uniform())
-            x, y, h, sid = site[2] + r * math.sin(ang), site[3] + r * math.cos(ang), site[4], site[0]
+            x, y = site[2] + r * math.sin(ang), site[3] + r * math.cos(ang)
+            h, sid = site[4], site[0]
         else:
             x = float(rng.uniform(x0 + margin, x1 - margin))
             y = float(rng.uniform(y0 + margin, y1 - margin))

@@ -52,61 +52,88 @@ def _rush(solar: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * ((solar - 8.0) / 1.3) ** 2) + np.exp(-0.5 * ((solar - 18.5) / 1.6) ** 2)
 
 
+class _Ctx:
+    """What the quantity functions share for one batch of minutes."""
+
+    def __init__(self, world: World, minutes: np.ndarray) -> None:
+        self.world = world
+        self.minutes = np.asarray(minutes, dtype=np.int64)
+        self.t = self.minutes * 60.0 + 30.0
+        self.n = len(world.stations)
+        self.z = np.array([s.z_m for s in world.stations])
+        self.solar = world.weather.solar_hour(self.t)
+        self.ones = np.ones((1, self.n))
+        self._plumes: np.ndarray | None = None
+
+    def plumes(self) -> np.ndarray:
+        if self._plumes is None:
+            self._plumes = (self.world._plumes(self.minutes) if self.world.sources
+                            else np.zeros((len(self.t), self.n, 0)))
+        return self._plumes
+
+    def added(self, quantity: str) -> np.ndarray:
+        return self.plumes() @ _source_factors(self.world, quantity)
+
+    def wave(self, quantity: str) -> np.ndarray:
+        return _wave(self.world, quantity)(self.t)[:, None] * self.ones
+
+    def row(self, v: np.ndarray) -> np.ndarray:
+        return v[:, None] * self.ones
+
+
+def _particulate(c: _Ctx, q: str) -> np.ndarray:
+    return (_BG[q] * c.world._background(c.minutes) + _LOCAL[q] * c.world._local(c.minutes)
+            + c.added(q))
+
+
+def _wind(c: _Ctx, q: str) -> np.ndarray:
+    speed, direction = c.world.weather.minute_wind(c.minutes)
+    if q == "wind_dir":
+        return c.row(direction)
+    profile = np.log(np.maximum(c.z, 1.0) / 0.5) / math.log(10.0 / 0.5)
+    return speed[:, None] * profile[None, :]
+
+
+def _noise(c: _Ctx, q: str) -> np.ndarray:
+    day = np.clip(np.sin(math.pi * (c.solar - 6.0) / 16.0), 0.0, 1.0)
+    dust = np.array([1.0 if s.kind == "dust" else 0.0 for s in c.world.stations])
+    works = np.clip(np.minimum(c.solar - 6.5, 19.5 - c.solar), 0.0, 1.0)
+    return c.row(48.0 + 8.0 * day + 4.0 * _rush(c.solar)) + 12.0 * works[:, None] * dust
+
+
+def _ozone(c: _Ctx, q: str) -> np.ndarray:
+    """Afternoon photochemistry, titrated where NO2 plumes are."""
+    sun = np.clip(np.sin(math.pi * (c.solar - 7.0) / 14.0), 0.0, 1.0) ** 1.5
+    return np.maximum(c.row(25.0 + 110.0 * sun) + 8.0 * c.wave(q) - 0.3 * c.added("no2"), 2.0)
+
+
+_FIELDS = {
+    "temp": lambda c, q: c.world.weather.temp_c(c.t)[:, None] - 0.0065 * c.z[None, :],
+    "rh": lambda c, q: c.row(c.world.weather.rh_pct(c.t)),
+    "pressure": lambda c, q: c.world.weather.pressure_hpa(c.t)[:, None] - 0.12 * c.z[None, :],
+    "wind_speed": _wind,
+    "wind_dir": _wind,
+    "noise": _noise,
+    "dustfall": lambda c, q: 6.0 + 0.05 * c.world._background(c.minutes),
+    "no2": lambda c, q: c.row(28.0 + 25.0 * _rush(c.solar)) + 5.0 * c.wave(q) + c.added(q),
+    "no": lambda c, q: c.row(4.0 + 20.0 * _rush(c.solar)) + 2.0 * c.wave(q) + c.added(q),
+    "nox": lambda c, q: c.row(34.0 + 56.0 * _rush(c.solar)) + 6.0 * c.wave(q) + c.added(q),
+    "so2": lambda c, q: 9.0 + 3.0 * c.wave(q) + c.added(q),
+    "co": lambda c, q: (c.row(0.55 + 0.4 * _rush(c.solar)) + 0.08 * c.wave(q)
+                        + c.added(q) / 1000.0),
+    "voc": lambda c, q: 180.0 + 40.0 * c.wave(q) + c.added(q),
+    "co2": lambda c, q: (c.row(425.0 + 20.0 * np.cos(2.0 * math.pi * (c.solar - 4.0) / 24.0))
+                         + 6.0 * c.wave(q)),
+    "o3": _ozone,
+}
+
+
 def fields(world: World, minutes: np.ndarray, quantity: str) -> np.ndarray:
     """True values, shape (len(minutes), n_stations)."""
-    minutes = np.asarray(minutes, dtype=np.int64)
-    t = minutes * 60.0 + 30.0
-    n = len(world.stations)
-    z = np.array([s.z_m for s in world.stations])
-    w = world.weather
-    solar = w.solar_hour(t)
-    ones = np.ones((1, n))
+    c = _Ctx(world, minutes)
     if quantity in _BG:
-        plumes = world._plumes(minutes) @ _source_factors(world, quantity)
-        return (_BG[quantity] * world._background(minutes)
-                + _LOCAL[quantity] * world._local(minutes) + plumes)
-    if quantity == "temp":
-        return w.temp_c(t)[:, None] - 0.0065 * z[None, :]
-    if quantity == "rh":
-        return w.rh_pct(t)[:, None] * ones
-    if quantity == "pressure":
-        return w.pressure_hpa(t)[:, None] - 0.12 * z[None, :]
-    if quantity in ("wind_speed", "wind_dir"):
-        speed, direction = w.minute_wind(minutes)
-        if quantity == "wind_dir":
-            return direction[:, None] * ones
-        profile = np.log(np.maximum(z, 1.0) / 0.5) / math.log(10.0 / 0.5)
-        return speed[:, None] * profile[None, :]
-    if quantity == "noise":
-        day = np.clip(np.sin(math.pi * (solar - 6.0) / 16.0), 0.0, 1.0)
-        dust = np.array([1.0 if s.kind == "dust" else 0.0 for s in world.stations])
-        works = np.clip(np.minimum(solar - 6.5, 19.5 - solar), 0.0, 1.0)
-        return (48.0 + 8.0 * day + 4.0 * _rush(solar))[:, None] + 12.0 * works[:, None] * dust
-    if quantity == "dustfall":
-        return 6.0 + 0.05 * world._background(minutes)
-    gases = {"no2", "no", "nox", "so2", "co", "o3", "voc", "co2"}
-    if quantity not in gases:
+        return _particulate(c, quantity)
+    fn = _FIELDS.get(quantity)
+    if fn is None:
         raise ValueError(f"no model for quantity {quantity!r}")  # pragma: no cover
-    plumes = world._plumes(minutes) if world.sources else np.zeros((len(t), n, 0))
-    add = plumes @ _source_factors(world, quantity) if quantity != "o3" else 0.0
-    wave = _wave(world, quantity)(t)[:, None] * ones
-    if quantity == "no2":
-        base = 28.0 + 25.0 * _rush(solar)
-        return base[:, None] * ones + 5.0 * wave + add
-    if quantity == "no":
-        return (4.0 + 20.0 * _rush(solar))[:, None] * ones + 2.0 * wave + add
-    if quantity == "nox":
-        return (34.0 + 56.0 * _rush(solar))[:, None] * ones + 6.0 * wave + add
-    if quantity == "so2":
-        return 9.0 + 3.0 * wave + add
-    if quantity == "co":
-        return (0.55 + 0.4 * _rush(solar))[:, None] * ones + 0.08 * wave + add / 1000.0
-    if quantity == "voc":
-        return 180.0 + 40.0 * wave + add
-    if quantity == "co2":
-        night = np.cos(2.0 * math.pi * (solar - 4.0) / 24.0)
-        return (425.0 + 20.0 * night)[:, None] * ones + 6.0 * wave
-    # ozone: afternoon photochemistry, titrated where NO2 plumes are
-    sun = np.clip(np.sin(math.pi * (solar - 7.0) / 14.0), 0.0, 1.0) ** 1.5
-    titration = 0.3 * (plumes @ _source_factors(world, "no2"))
-    return np.maximum((25.0 + 110.0 * sun)[:, None] * ones + 8.0 * wave - titration, 2.0)
+    return np.asarray(fn(c, quantity), dtype=float) * np.ones((len(c.t), c.n))

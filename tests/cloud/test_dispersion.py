@@ -52,7 +52,8 @@ def test_crosswind_integral_closed_form() -> None:
     y = np.linspace(-2000, 2000, 40001)
     c = plume(q, x, y, 0.0, h_m=h, u_ms=u, stability="C", terrain="rural")
     _, sz = sigmas(x, "C", "rural")
-    cy = math.sqrt(2 / math.pi) * q * 1e6 / (u * float(sz)) * math.exp(-(h**2) / (2 * float(sz) ** 2))
+    sz = float(sz)
+    cy = math.sqrt(2 / math.pi) * q * 1e6 / (u * sz) * math.exp(-(h**2) / (2 * sz**2))
     assert float(np.trapezoid(c, y)) == pytest.approx(cy, rel=1e-6)
 
 

@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
+from cloud.inventory import _ar1_apply
 from cloud.inversion import invert
 from cloud.inversion_matrix import Grid, HourMet, MatrixCache, hour_block, point_responses
 from cloud.inversion_scan import Scanner, Stack, profile
 from cloud.inversion_types import InversionConfig, MetRow, SiteRow
-from cloud.inventory import _ar1_apply
 from tests.cloud._synthetic import DOMAIN, T0, make
 
 FAST = InversionConfig(inventory=False)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cloud.inversion_types import FoundSource, InversionResult, Inventory
+from cloud.inversion_types import FoundSource, Inventory, InversionResult
 from cloud.invert_io import (
     iso,
     met_from_dicts,
@@ -69,7 +70,7 @@ def test_a_bad_obs_cell_is_named_by_file_line_and_column(tmp_path: Path, line: s
     with pytest.raises(InputError) as err:
         read_obs(path)
     text = str(err.value)
-    assert text.startswith(str(path.parent) + "/" + message.split(":")[0])
+    assert text.startswith(str(path.parent) + "/" + message.split(":", maxsplit=1)[0])
     assert message.split(":", 1)[1] in text
     assert "\n" not in text
     assert err.value.fields["line"] == 5
@@ -94,11 +95,12 @@ def test_met_rows_and_their_checks(tmp_path: Path) -> None:
     assert rows[0].wind_dir_deg == 0.0 and rows[0].stability == "D"
     assert rows[0].sigma_theta_deg == 12.0
     assert rows[1].stability is None and rows[1].sigma_theta_deg is None
-    with pytest.raises(InputError, match="MET.csv:4: column 'stability': 'G'"):
+    with pytest.raises(InputError, match=re.escape("MET.csv:4: column 'stability': 'G'")):
         read_met(_write(tmp_path, "MET.csv", text + "2025-06-02T02:00:00Z,2,90,G,\n"))
-    with pytest.raises(InputError, match="MET.csv:4: column 'time': hour already given"):
+    with pytest.raises(InputError, match=re.escape("MET.csv:4: column 'time': hour already given")):
         read_met(_write(tmp_path, "MET.csv", text + "2025-06-02T01:00:00Z,2,90,,\n"))
-    with pytest.raises(InputError, match="MET.csv:4: column 'wind_dir_deg': 400 is outside"):
+    bad = re.escape("MET.csv:4: column 'wind_dir_deg': 400 is outside")
+    with pytest.raises(InputError, match=bad):
         read_met(_write(tmp_path, "MET.csv", text + "2025-06-02T02:00:00Z,2,400,,\n"))
 
 
@@ -106,9 +108,10 @@ def test_sites_need_a_known_kind(tmp_path: Path) -> None:
     ok = "site,x_m,y_m,h_m,kind\nC-1,10,20,,construction\nI-1,30,40,35,industrial\n"
     rows = read_sites(_write(tmp_path, "SITES.csv", ok))
     assert rows[0].h_m is None and rows[1].h_m == 35.0
-    with pytest.raises(InputError, match="SITES.csv:4: column 'kind': 'farm'"):
+    with pytest.raises(InputError, match=re.escape("SITES.csv:4: column 'kind': 'farm'")):
         read_sites(_write(tmp_path, "SITES.csv", ok + "F-1,1,1,,farm\n"))
-    with pytest.raises(InputError, match="SITES.csv:4: column 'site': 'C-1' already listed"):
+    twice = re.escape("SITES.csv:4: column 'site': 'C-1' already listed")
+    with pytest.raises(InputError, match=twice):
         read_sites(_write(tmp_path, "SITES.csv", ok + "C-1,1,1,,other\n"))
 
 
