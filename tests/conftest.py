@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.sim_fixtures"]
 
 
 def free_port() -> int:
