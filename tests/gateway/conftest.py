@@ -1,0 +1,88 @@
+"""Fixtures of the gateway's tests: station configs on disk, the fake custody responder
+(until the central service is on main), a scripted stand-in for the poller."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from custody_responder import CustodyResponder
+
+from gateway import config as gwconfig
+
+STATION = "GX-T-001"
+
+
+def station_toml(
+    tmp_path: Path,
+    *,
+    mqtt: str = "mqtt://127.0.0.1:1",
+    kind: str = "micro",
+    extra: str = "",
+    uplink: str = "",
+    sensors: str | None = None,
+) -> str:
+    if sensors is None:
+        sensors = """
+            [[sensor]]
+            name = "pm"
+            profile = "rs-pm-n01"
+            transport = "modbus-tcp"
+            address = "127.0.0.1:5020"
+            interval_s = 1
+
+            [[sensor]]
+            name = "met"
+            profile = "rs-ws-n01"
+            transport = "modbus-tcp"
+            address = "127.0.0.1:5021"
+            interval_s = 1
+        """
+    body = f"""
+        [station]
+        id = "{STATION}"
+        kind = "{kind}"
+        lat = 34.8123
+        lon = 113.5521
+        inlet_height_m = 3.5
+
+        [uplink]
+        mqtt = "{mqtt}"
+        batch_wait_s = 0.05
+        backoff_min_s = 0.05
+        backoff_max_s = 0.5
+        resend_after_s = 2
+        {uplink}
+
+        [outbox]
+        path = "{tmp_path / "outbox.db"}"
+    """
+    return textwrap.dedent(body) + textwrap.dedent(sensors) + textwrap.dedent(extra)
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., gwconfig.StationConfig]:
+    """``make_config(mqtt=..., extra=...)`` writes station.toml and loads it."""
+
+    def make(**kw: object) -> gwconfig.StationConfig:
+        path = tmp_path / "station.toml"
+        path.write_text(station_toml(tmp_path, **kw))  # type: ignore[arg-type]
+        return gwconfig.load(path)
+
+    return make
+
+
+@pytest.fixture
+def custody(broker) -> Iterator[CustodyResponder]:
+    """The fake central custody (see custody_responder.py) on the test's broker."""
+    r = CustodyResponder(broker.host, broker.port).start()
+    try:
+        yield r
+    finally:
+        r.stop()
