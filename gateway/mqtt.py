@@ -19,6 +19,7 @@ current one.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import random
 import ssl
@@ -147,6 +148,7 @@ def backoff_delay(attempt: int, lo: float, hi: float, rng: random.Random) -> flo
     return rng.uniform(d / 2, d)
 
 
+_GENERATIONS = itertools.count(1)  # unique across links, so a replaced link's events never match
 _AUTH_CODES = (4, 5, 134, 135)  # bad user name or password, not authorised (3.1.1 and 5)
 
 
@@ -298,8 +300,7 @@ class MqttLink:
         self._emit(ConnectFailed(reason, auth))
 
     def _session(self) -> bool:
-        self._gen += 1
-        gen = self._gen
+        gen = self._gen = next(_GENERATIONS)
         self._refused, self._lost = None, None
         try:
             client = _client(self.settings, gen)

@@ -99,10 +99,14 @@ class OutboxStats:
 
 
 def _connect(path: Path, readonly: bool) -> sqlite_utils.Database:
+    # one thread uses the outbox at a time, but not always the one that opened it (the
+    # daemon is built on one thread and run on another)
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False
+        )
     else:
-        conn = sqlite3.connect(path, timeout=30)
+        conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
     return sqlite_utils.Database(conn, execute_plugins=False)
 
 
@@ -400,6 +404,15 @@ class Outbox:
                 self.floor,
             )
         return shed
+
+    def make_room(self) -> int:
+        """Thin one block of the oldest readings whatever the bound (the disk is full);
+        returns how many readings were shed."""
+        before = self.shed
+        depth = self.next_id - self._first_unconfirmed()
+        if depth > 0:
+            self._thin(max(1000, depth // 20))
+        return self.shed - before
 
     def _thin(self, n: int) -> None:
         lo = self._first_unconfirmed()

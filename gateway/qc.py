@@ -59,6 +59,16 @@ class QualityControl:
         self._flat: dict[tuple[str, str], tuple[float, float]] = {}  # raw, since
         self._rh: tuple[float, float] | None = None
 
+    def carry_over(self, old: QualityControl) -> None:
+        """Keep what the previous QC of this station learnt (a new config is not a restart
+        of the sensors: no new warm-up, no lost spike or flat-line history)."""
+        self._up_since.update(old._up_since)
+        self._last_ok.update(old._last_ok)
+        self._last.update(old._last)
+        self._flat.update(old._flat)
+        self._rh = old._rh
+        self.counts = old.counts
+
     def limits(self, quantity: str) -> Limits:
         lim = self._limits.get(quantity)
         if lim is None:

@@ -86,3 +86,67 @@ def custody(broker) -> Iterator[CustodyResponder]:
         yield r
     finally:
         r.stop()
+
+
+class Watcher:
+    """A test client on the broker: subscribes, collects what arrives, publishes."""
+
+    def __init__(self, broker, *topics: str) -> None:
+        import queue
+
+        from gateway.mqtt import MqttLink, MqttSettings
+
+        self.q: queue.Queue = queue.Queue()
+        self.got: list = []
+        self.link = MqttLink(
+            MqttSettings(
+                host=broker.host,
+                port=broker.port,
+                client_id=f"watcher-{id(self)}",
+                clean_session=True,
+                subscriptions=tuple((t, 1) for t in topics),
+            ),
+            self.q.put,
+        )
+        self.link.start()
+        self.wait(lambda: self.link.connected)
+        import time
+
+        time.sleep(0.2)  # the subscriptions are in place
+
+    def wait(self, cond, timeout: float = 15.0) -> None:
+        import queue
+        import time
+
+        from gateway.mqtt import Received
+
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not reached in {timeout} s; got {self.got}")
+            try:
+                ev = self.q.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if isinstance(ev, Received):
+                self.got.append(ev)
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        self.link.publish(topic, payload, retain=retain)
+
+    def stop(self) -> None:
+        self.link.stop()
+
+
+@pytest.fixture
+def watcher(broker) -> Iterator[Callable[..., Watcher]]:
+    made: list[Watcher] = []
+
+    def make(*topics: str) -> Watcher:
+        w = Watcher(broker, *topics)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.stop()

@@ -1,0 +1,229 @@
+"""The daemon end to end, in-process: samples -> calibration -> QC -> outbox -> a real
+Mosquitto -> the fake custody responder; commands and their acks; set_config with
+rollback; metrics. The device side is ``scripted_poller.ScriptedPoller`` until
+gateway-io's poller is on main."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from scripted_poller import ScriptedPoller
+
+from gateway.calibration import CalibrationStore, CalSet, calibration_path
+from gateway.daemon import Gateway, state_path
+from protocols import telemetry as tm
+
+STATION = "GX-T-001"
+ACTUATOR = """
+[[actuator]]
+name = "spray"
+transport = "modbus-tcp"
+address = "127.0.0.1:5030"
+coil = 0
+max_on_s = 600
+
+[[rule]]
+name = "dust"
+quantity = "pm10"
+above = 150
+for_s = 0
+actuator = "spray"
+hold_s = 60
+"""
+
+
+class Running:
+    def __init__(self, cfg, **poller_kw) -> None:
+        self.pollers: list[ScriptedPoller] = []
+
+        def factory(config, clock, sink):
+            p = ScriptedPoller(config, clock=clock, sink=sink, period_s=0.05, **poller_kw)
+            self.pollers.append(p)
+            return p
+
+        self.gw = Gateway(cfg, poller_factory=factory)
+        self.thread = threading.Thread(target=self.gw.run, daemon=True)
+        self.thread.start()
+
+    @property
+    def poller(self) -> ScriptedPoller:
+        wait(lambda: bool(self.pollers))
+        return self.pollers[-1]
+
+    def stop(self) -> None:
+        self.gw.request_stop()
+        self.thread.join(20)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def running():
+    made: list[Running] = []
+
+    def start(cfg, **kw) -> Running:
+        r = Running(cfg, **kw)
+        made.append(r)
+        return r
+
+    yield start
+    for r in made:
+        if r.thread.is_alive():
+            r.stop()
+
+
+def wait(cond, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_pipeline_calibrates_flags_keeps_and_delivers_exactly_once(
+    make_config, broker, custody, running
+) -> None:
+    cfg = make_config(mqtt=broker.url, extra="[qc.pm25]\nmax = 20\n")
+    store = CalibrationStore(calibration_path(cfg.outbox), STATION)
+    store.add(CalSet("pm", "pm25", slope=2.0, offset=1.0), now=0.0)
+    store.close()
+    r = running(cfg)
+    wait(lambda: custody.stream(STATION, r.gw.outbox.epoch).upto >= 200)
+    r.stop()
+    epoch = r.gw.outbox.epoch
+    s = custody.stream(STATION, epoch)
+    n = r.gw.outbox.next_id - 1
+    assert s.upto == n  # the clean stop flushed everything
+    assert set(s.kept) == set(range(1, n + 1)) and custody.conflicts == []
+    recs = [s.kept[i] for i in range(1, n + 1)]  # (ts, q, raw, value, flag, cal, sensor)
+    pm25 = [x for x in recs if x[1] == "pm25"]
+    assert pm25 and all(x[3] == pytest.approx(2 * x[2] + 1) and x[5] == 1 for x in pm25)
+    # 2 * raw + 1 > 20 for raw 10..16: over range, flagged T, still delivered
+    assert {x[4] for x in pm25} == {"T"}
+    assert {x[4] for x in recs if x[1] == "temp"} == {"N"}
+    state = json.loads(state_path(cfg).read_text())
+    assert state["state"] == "stopped" and state["outbox"]["depth"] == 0
+
+
+def test_commands_are_executed_and_every_one_is_acked(
+    make_config, broker, running, watcher, tmp_path: Path
+) -> None:
+    cfg = make_config(mqtt=broker.url, extra=ACTUATOR)
+    r = running(cfg, value=lambda sensor, q, n: 10.0)
+    w = watcher(tm.topic(STATION, tm.UP_ACK))
+    wait(lambda: r.gw.uplink.connected)
+    cmd_topic = tm.topic(STATION, tm.DOWN_CMD)
+    now = time.time()
+    sent = {
+        "p1": tm.Command(id="p1", cmd="ping"),
+        "i1": tm.Command(
+            id="i1", cmd="set_interval", args={"sensor": "pm", "interval_s": 1, "duration_s": 600}
+        ),
+        "a1": tm.Command(
+            id="a1", cmd="actuate", args={"actuator": "spray", "state": "on", "duration_s": 30}
+        ),
+        "a2": tm.Command(id="a2", cmd="actuate", args={"actuator": "nope", "state": "on"}),
+        "c1": tm.Command(
+            id="c1",
+            cmd="set_calibration",
+            args={
+                "sensor": "pm",
+                "quantity": "pm25",
+                "slope": 0.5,
+                "source": "colocation",
+                "fit": {"r2": 0.9},
+            },
+        ),
+        "e1": tm.Command(id="e1", cmd="ping", expires=now - 60),
+        "s1": tm.Command(
+            id="s1", cmd="actuate", ts=now - 3600, args={"actuator": "spray", "state": "off"}
+        ),
+        "l1": tm.Command(id="l1", cmd="alert", args={"level": "critical", "message": "dust"}),
+    }
+    for c in sent.values():
+        w.publish(cmd_topic, tm.encode_command(c))
+    w.publish(cmd_topic, b'{"id": "bad1", "cmd": "reboot"}')
+    w.publish(cmd_topic, b"\xff not json")
+    w.publish(cmd_topic, tm.encode_command(sent["p1"]))  # delivered twice: answered twice
+    w.wait(lambda: len(w.got) >= len(sent) + 3)
+    acks = [tm.decode_ack(e.payload) for e in w.got]
+    by = {a.id: a for a in acks}
+    assert by["p1"].ok and by["p1"].result["station"] == STATION
+    assert by["p1"].result["version"] and "outbox_depth" in by["p1"].result
+    assert by["i1"].ok and r.poller.intervals == [("pm", 1.0, 600.0)]
+    assert by["a1"].ok and by["a1"].result["state"] == "on"
+    assert ("spray", 1) in r.poller.writes
+    assert by["a2"].status == "rejected" and "no actuator" in by["a2"].error
+    assert by["c1"].ok and by["c1"].result == {"sensor": "pm", "quantity": "pm25", "version": 1}
+    assert by["e1"].status == "rejected" and "expired" in by["e1"].error
+    assert by["s1"].status == "rejected" and "stale" in by["s1"].error
+    assert by["l1"].ok
+    assert by["bad1"].status == "rejected" and "reboot" in by["bad1"].error
+    assert by["unknown"].status == "rejected"
+    assert [a.id for a in acks].count("p1") == 2
+    # the new calibration is in force for the next readings
+    wait(lambda: r.gw.calibrator.current("pm", "pm25", time.time()) is not None)
+    r.stop()
+    assert ("spray", 0) in r.poller.writes  # off at a clean stop
+
+
+def test_a_local_rule_switches_the_spray_without_the_centre(make_config, running) -> None:
+    cfg = make_config(extra=ACTUATOR)  # the broker address leads nowhere
+    r = running(cfg, value=lambda sensor, q, n: 400.0 if q == "pm10" else 10.0)
+    wait(lambda: ("spray", 1) in r.poller.writes)
+    assert r.gw.actuators.state("spray").on
+    assert not r.gw.uplink.connected
+    r.stop()
+    assert r.poller.writes[-1] == ("spray", 0)
+
+
+def test_set_config_applies_and_rolls_back(make_config, broker, running, watcher) -> None:
+    cfg = make_config(mqtt=broker.url)
+    original = cfg.path.read_text()
+    r = running(cfg)
+    w = watcher(tm.topic(STATION, tm.UP_ACK))
+    wait(lambda: r.gw.uplink.connected)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    good = original + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n'
+    cmd = tm.topic(STATION, tm.DOWN_CMD)
+    w.publish(cmd, tm.encode_command(tm.Command(id="g", cmd="set_config", args={"toml": good})))
+    w.wait(lambda: len(w.got) >= 1)
+    ack = tm.decode_ack(w.got[0].payload)
+    assert ack.ok and ack.result["changed"] == ["metrics_listen"]
+    assert cfg.path.read_text() == good
+
+    def scrape() -> str:
+        url = f"http://127.0.0.1:{port}/metrics"
+        return urllib.request.urlopen(url, timeout=5).read().decode()
+
+    wait(lambda: 'airtrace_gateway_readings_total{flag="N"}' in scrape())
+    assert "airtrace_gateway_outbox_depth" in scrape()
+    # a port that is taken: the new config cannot start, the previous one comes back
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        bad = original + f'\n[metrics]\nlisten = "127.0.0.1:{taken}"\n'
+        w.publish(cmd, tm.encode_command(tm.Command(id="b", cmd="set_config", args={"toml": bad})))
+        w.wait(lambda: len(w.got) >= 2)
+    ack = tm.decode_ack(w.got[1].payload)
+    assert ack.status == "error" and "previous one is back" in ack.error
+    assert cfg.path.read_text() == good
+    assert urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).status == 200
+    # an invalid config is refused before anything changes
+    w.publish(
+        cmd,
+        tm.encode_command(
+            tm.Command(id="x", cmd="set_config", args={"toml": "[station]\nid = 3\n"})
+        ),
+    )
+    w.wait(lambda: len(w.got) >= 3)
+    ack = tm.decode_ack(w.got[2].payload)
+    assert ack.status == "rejected" and "station" in ack.error
+    r.stop()
