@@ -54,3 +54,45 @@ class FakeClock:
 
     def sleep(self, seconds: float) -> None:
         self.advance(max(0.0, seconds))
+
+
+class ScaledClock:
+    """Accelerated time for the demo and benchmarks: simulated time runs ``rate`` times
+    faster than real time and equals ``start`` at the real epoch ``anchor``. Every process
+    given the same (start, rate, anchor) agrees on the simulated time."""
+
+    def __init__(self, start: float, rate: float, anchor: float | None = None) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be > 0")
+        self.start = start
+        self.rate = rate
+        self.anchor = time.time() if anchor is None else anchor
+        self._mono0 = time.monotonic() - (time.time() - self.anchor)
+
+    def now(self) -> float:
+        return self.start + (time.time() - self.anchor) * self.rate
+
+    def monotonic(self) -> float:
+        return (time.monotonic() - self._mono0) * self.rate
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds / self.rate)
+
+
+CLOCK_ENV = "AIRTRACE_CLOCK"
+
+
+def clock_from_env(environ: dict[str, str] | None = None) -> Clock:
+    """``AIRTRACE_CLOCK="START@RATE@ANCHOR"`` (epoch seconds, factor, real epoch seconds)
+    selects a ScaledClock shared by every process of a demo; unset means the system clock."""
+    import os
+
+    spec = (os.environ if environ is None else environ).get(CLOCK_ENV, "").strip()
+    if not spec:
+        return SystemClock()
+    try:
+        start, rate, anchor = (float(p) for p in spec.split("@"))
+    except ValueError:
+        raise ValueError(f"{CLOCK_ENV}={spec!r}: expected START@RATE@ANCHOR in seconds") from None
+    return ScaledClock(start, rate, anchor)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.profiles import load_profile, transports_for
 from protocols.errors import ConfigError
 from protocols.telemetry import check_station
 from protocols.tomlconf import Table, parse_toml
@@ -266,6 +267,16 @@ def _sensor(t: Table, base: Path) -> SensorConfig:
         raise t.error("address", f"must be host:port for {transport}, got {address!r}")
     if transport in ("modbus-rtu", "serial") and not address.startswith(("/", "COM", "loop://")):
         raise t.error("address", f"must be a serial device path for {transport}, got {address!r}")
+    try:
+        model = load_profile(profile)
+    except ConfigError as exc:
+        raise t.error("profile", str(exc)) from None
+    if transport not in transports_for(model.protocol):
+        raise t.error(
+            "transport",
+            f"profile {model.name!r} speaks {model.protocol}, which needs transport "
+            f"{' or '.join(transports_for(model.protocol))}; got {transport!r}",
+        )
     s = SensorConfig(
         name=name,
         profile=profile,

@@ -25,3 +25,17 @@ def test_readme_starts_with_the_two_commands() -> None:
 def test_ci_runs_exactly_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert _readme_commands()[1] in ci
+
+
+def test_readme_telemetry_example_decodes() -> None:
+    from protocols.telemetry import decode_pack
+
+    text = (ROOT / "README.md").read_text()
+    example = re.search(
+        r"A telemetry pack, as a gateway publishes it:\n\n```json\n(.*?)```", text, re.S
+    )
+    assert example, "the README lost its SenML example"
+    pack = decode_pack(example.group(1), station="GX-M-001")
+    assert pack.epoch == "9f2c41d07ab3"
+    assert [r.id for r in pack.records] == [10, 11, 12]
+    assert pack.records[2].value is None and pack.records[2].flag == "B"

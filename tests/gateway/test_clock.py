@@ -19,3 +19,17 @@ def test_system_clock_is_monotonic() -> None:
     a = c.monotonic()
     assert c.monotonic() >= a
     assert c.now() > 1.7e9
+
+
+def test_scaled_clocks_with_one_anchor_agree() -> None:
+    import time
+
+    from gateway.clock import ScaledClock, clock_from_env
+
+    anchor = time.time()
+    a = ScaledClock(start=1_000_000.0, rate=360.0, anchor=anchor)
+    b = clock_from_env({"AIRTRACE_CLOCK": f"1000000@360@{anchor}"})
+    assert isinstance(b, ScaledClock)
+    assert abs(a.now() - b.now()) < 360 * 0.05  # both read within one real 50 ms
+    assert a.now() >= 1_000_000.0
+    assert isinstance(clock_from_env({}), SystemClock)
