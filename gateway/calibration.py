@@ -128,8 +128,7 @@ class CalSet:
 
     def describe(self) -> str:
         if self.kind == "points":
-            pts = ", ".join(f"{r:g}->{v:g}" for r, v in self.points)
-            return f"points {pts}"
+            return ", ".join(f"{r:g}->{v:g}" for r, v in self.points)
         text = f"slope {self.slope:.6g} offset {self.offset:+.6g}"
         return f"{text} kappa {self.kappa:g}" if self.kind == "rh" else text
 

@@ -93,9 +93,9 @@ LinkFactory = Callable[[MqttSettings, Callable[[object], None]], Link]
 def default_poller(
     config: StationConfig, clock: Clock, sink: Callable[[list[Sample]], None]
 ) -> Poller:
-    from gateway.poller import Poller as DevicePoller  # type: ignore[import-not-found]
+    from gateway.poller import Poller as DevicePoller
 
-    return DevicePoller(config, clock=clock, sink=sink)  # type: ignore[no-any-return]
+    return DevicePoller(config, clock=clock, sink=sink)
 
 
 @dataclass(frozen=True)
@@ -239,6 +239,7 @@ class Gateway:
         self._stop_poller()
         self._drain(0)
         self._store(force=True)
+        self.uplink.pump()  # the last readings go out now; the next start resends if need be
         pub = self.uplink.goodbye()
         deadline = self.clock.monotonic() + 2.0
         while pub is not None and self.clock.monotonic() < deadline:
@@ -310,7 +311,7 @@ class Gateway:
             self._tick(now)
 
     def _tick(self, now: float) -> None:
-        for what in (self.uplink.tick, self.actuators.tick, self.outbox.prune):
+        for what in (self.uplink.tick, self.actuators.tick):
             try:
                 what()
             except AirtraceError as exc:
@@ -322,6 +323,7 @@ class Gateway:
         if now >= self._next_bound:
             self._next_bound = now + BOUND_EVERY_S
             try:
+                self.outbox.prune(force=True)  # keeps the stored watermark fresh too
                 self.outbox.enforce_bound()
             except OutboxError as exc:
                 log.warning("%s", exc)
@@ -536,7 +538,9 @@ class Gateway:
 
 def run_daemon(path: Path) -> None:
     """``airtrace gateway run``: load the config, run until SIGTERM."""
+    from gateway.clock import clock_from_env
+
     cfg = gwconfig.load(path)
-    gw = Gateway(cfg)
+    gw = Gateway(cfg, clock=clock_from_env())
     gw.install_signal_handlers()
     gw.run()

@@ -471,6 +471,25 @@ class Outbox:
             del self._inflight[f]
 
 
+def holder(path: str | Path) -> int | None:
+    """The pid of the process that owns the outbox (a running daemon), or None."""
+    lock = Path(path).with_name(Path(path).name + ".lock")
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else -1
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def inspect(path: str | Path) -> OutboxStats:
     """Status of an outbox file without taking it over (``status``, ``doctor``)."""
     with Outbox(path, readonly=True) as box:

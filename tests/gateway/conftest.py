@@ -3,18 +3,16 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from custody_responder import CustodyResponder
-
 from gateway import config as gwconfig
+from tests.gateway.custody_responder import CustodyResponder
 
 STATION = "GX-T-001"
 
@@ -150,3 +148,44 @@ def watcher(broker) -> Iterator[Callable[..., Watcher]]:
     yield make
     for w in made:
         w.stop()
+
+
+@dataclass
+class Devices:
+    """Real pymodbus servers on TCP: a T/H transmitter (unit 1: 65.8 %RH, 21.5 degC) and
+    a dust transmitter (unit 3: PM2.5 35, PM10 80, TSP 120 ug/m3) behind one endpoint."""
+
+    sim: Any
+    port: int
+
+    def sensors(self, interval_s: float = 0.2, timeout_s: float = 0.3) -> str:
+        return f"""
+            [[sensor]]
+            name = "pm"
+            profile = "rs-pm-n01"
+            transport = "modbus-tcp"
+            address = "127.0.0.1:{self.port}"
+            unit_id = 3
+            interval_s = {interval_s}
+            timeout_s = {timeout_s}
+            retries = 0
+
+            [[sensor]]
+            name = "met"
+            profile = "rs-ws-n01"
+            transport = "modbus-tcp"
+            address = "127.0.0.1:{self.port}"
+            unit_id = 1
+            interval_s = {interval_s}
+            timeout_s = {timeout_s}
+            retries = 0
+        """
+
+
+@pytest.fixture
+def devices() -> Iterator[Devices]:
+    from tests.gateway.modbus_sim import ModbusSim, Unit
+
+    with ModbusSim() as sim:
+        port = sim.tcp({1: Unit(holding={0: [658, 215]}), 3: Unit(holding={0: [35, 80, 120]})})
+        yield Devices(sim, port)
