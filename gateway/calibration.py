@@ -506,17 +506,24 @@ class Calibrator:
         return True
 
     def current(self, sensor: str, quantity: str, at: float) -> CalSet | None:
-        for s in self._sets.get((sensor, quantity), ()):
-            if s.effective <= at:
-                return s
+        sets = self._sets.get((sensor, quantity))
+        if sets:
+            for s in sets:
+                if s.effective <= at:
+                    return s
         return None
 
     def apply_many(self, samples: Sequence[Sample]) -> list[Reading]:
+        apply = self.apply
+        if not any(s.quantity == "rh" for s in samples):
+            return [apply(s) for s in samples]
         # RH first, so PM in the same poll is corrected with the humidity of that poll
-        for s in samples:
+        out: list[Reading | None] = [None] * len(samples)
+        for i, s in enumerate(samples):
             if s.quantity == "rh":
-                self._note_rh(self.apply(s))
-        return [self.apply(s) for s in samples]
+                out[i] = r = apply(s)
+                self._note_rh(r)
+        return [r if r is not None else apply(s) for r, s in zip(out, samples, strict=True)]
 
     def _note_rh(self, r: Reading) -> None:
         if r.value is not None and r.flag.valid and (self._rh is None or r.ts >= self._rh[1]):
@@ -537,6 +544,9 @@ class Calibrator:
                     value = cs.value(s.raw, self.rh_at(s.ts) if cs.needs_rh else None)
                 except CalibrationError as exc:
                     value, flag, why = None, Flag.FAULT, str(exc)
+                else:
+                    if not math.isfinite(value):
+                        value, flag, why = None, Flag.FAULT, f"calibration v{version} overflowed"
             if self._sessions:
                 for sess in self._sessions:
                     if sess.covers(s.sensor, s.quantity, s.ts):

@@ -27,6 +27,7 @@ the hot path. WAL mode; ``synchronous`` NORMAL (safe against process crashes) or
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import math
 import os
@@ -42,7 +43,7 @@ import sqlite_utils
 
 from gateway.errors import OutboxError
 from gateway.model import Reading
-from protocols.telemetry import Pack, Record
+from protocols.telemetry import Pack, Record, base_name
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,21 @@ _INSERT = f"INSERT INTO reading ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)"  # noqa:
 _AGG = "hourly mean of"
 _KEPT = "kept through thinning"
 PRUNE_EVERY_ROWS = 5000
+TAIL_ROWS = 4000  # the newest rows, kept in memory so fresh readings go out without a read
+
+
+_JSON_CACHE: dict[str, str] = {}
+
+
+def _js(value: str) -> str:
+    """JSON text of a string as the telemetry codec writes it (cached: names, units and
+    flags repeat in every pack)."""
+    text = _JSON_CACHE.get(value)
+    if text is None:
+        text = json.dumps(value, ensure_ascii=False)
+        if len(_JSON_CACHE) < 4096:
+            _JSON_CACHE[value] = text
+    return text
 
 
 def _err(path: Path, what: str, exc: BaseException) -> OutboxError:
@@ -60,21 +76,66 @@ def _err(path: Path, what: str, exc: BaseException) -> OutboxError:
     return OutboxError(msg, path=str(path), reason=reason, disk_full=full)
 
 
+Row = tuple[int, float, str | None, str, str, float | None, float | None, str, str | None, int]
+
+
 @dataclass(frozen=True)
 class Batch:
-    """Readings handed out by ``begin``: consecutive ids ``first..last`` of one epoch."""
+    """Readings handed out by ``begin``: consecutive ids ``first..last`` of one epoch, as
+    the outbox rows ``(id, ts, sensor, quantity, unit, raw, value, flag, why, cal)``."""
 
     epoch: str
     first: int
     last: int
-    records: tuple[Record, ...]
+    rows: tuple[Row, ...]
     floor: int | None = None
+
+    @property
+    def records(self) -> tuple[Record, ...]:
+        return tuple(
+            Record(id=i, ts=ts, sensor=sensor, quantity=q, unit=u, raw=raw, value=v, flag=f,
+                   why=why, cal=cal)
+            for i, ts, sensor, q, u, raw, v, f, why, cal in self.rows
+        )  # fmt: skip
 
     def pack(self, station: str) -> Pack:
         return Pack(station=station, records=self.records, epoch=self.epoch, floor=self.floor)
 
+    def encode(self, station: str) -> bytes:
+        """The SenML pack, byte for byte what ``encode_pack(self.pack(station))`` gives
+        (a test holds the two together), written straight from the rows without a
+        validated Record per reading (the rows were checked on the way in): this is the
+        hot path when a backlog drains."""
+        bt = self.rows[0][1]
+        head = f'"bn":{_js(base_name(station))},"bt":{float.__repr__(bt)},"seq":{self.first},'
+        head += f'"epoch":{_js(self.epoch)},'
+        if self.floor is not None:
+            head += f'"floor":{self.floor},'
+        parts = []
+        names: dict[tuple[str, str], str] = {}
+        fr = float.__repr__  # rows hold finite floats (checked in add) or None
+        for rid, ts, sensor, q, unit, raw, value, flag, why, cal in self.rows:
+            nu = names.get((q, unit))
+            if nu is None:
+                nu = names[(q, unit)] = f'"n":{_js(q)},"u":{_js(unit)},'
+            text = "{" + head + nu
+            head = ""
+            if value is not None:
+                text += '"v":' + fr(value) + ","
+            text += '"t":' + fr(round(ts - bt, 3)) + ","
+            if raw is not None:
+                text += '"raw":' + fr(raw) + ","
+            c = str(cal) if type(cal) is int else _js(cal)
+            text += f'"q":{_js(flag)},"cal":{c},"id":{rid}'
+            if sensor is not None:
+                text += ',"sensor":' + _js(sensor)
+            if why is not None:
+                text += ',"why":' + _js(why)
+            parts.append(text + "}")
+        return ("[" + ",".join(parts) + "]").encode()
+
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.rows)
 
 
 @dataclass(frozen=True)
@@ -129,6 +190,7 @@ class Outbox:
         self._lock_fd: int | None = None
         self._inflight: dict[int, Batch] = {}
         self._unpruned = 0
+        self._tail: list[Row] = []  # rows with ids next_id - len(tail) .. next_id - 1
         if readonly and not self.path.exists():
             raise OutboxError(f"outbox {self.path}: no such file", path=str(self.path))
         try:
@@ -222,15 +284,18 @@ class Outbox:
         if not readings:
             return range(self.next_id, self.next_id)
         first = self.next_id
+        for r in readings:  # the fast encoder relies on it; calibration already ensures it
+            if r.value is not None and not math.isfinite(r.value):
+                raise OutboxError(f"{r.sensor}/{r.quantity}: non-finite value {r.value}")
         rows = [
             (
                 first + i,
-                r.ts,
+                float(r.ts),
                 r.sensor,
                 r.quantity,
                 r.unit,
-                r.raw,
-                r.value,
+                None if r.raw is None else float(r.raw),  # as SQLite's REAL gives it back
+                None if r.value is None else float(r.value),
                 r.flag.value,
                 r.why,
                 r.cal_version,
@@ -243,6 +308,9 @@ class Outbox:
         except sqlite3.Error as exc:
             raise _err(self.path, f"cannot store {len(rows)} readings", exc) from None
         self.next_id = first + len(rows)
+        self._tail.extend(rows)  # type: ignore[arg-type]
+        if len(self._tail) > TAIL_ROWS:
+            del self._tail[: len(self._tail) - TAIL_ROWS]
         return range(first, self.next_id)
 
     # -- sending --------------------------------------------------------------------
@@ -250,6 +318,14 @@ class Outbox:
         """The next up to ``n`` unsent readings, or None when everything is out."""
         if self.cursor >= self.next_id:
             return None
+        tail_first = self.next_id - len(self._tail)
+        if self._tail and self.cursor >= tail_first:
+            at = self.cursor - tail_first
+            rows = self._tail[at : at + n]
+            batch = Batch(self.epoch, rows[0][0], rows[-1][0], tuple(rows), self.floor or None)
+            self.cursor = batch.last + 1
+            self._inflight[batch.first] = batch
+            return batch
         try:
             rows = self.db.execute(
                 f"SELECT {_COLS} FROM reading WHERE id >= ? ORDER BY id LIMIT ?",  # noqa: S608
@@ -260,22 +336,7 @@ class Outbox:
         if not rows:
             self.cursor = self.next_id
             return None
-        records = tuple(
-            Record(
-                id=i,
-                ts=ts,
-                sensor=sensor,
-                quantity=q,
-                unit=u,
-                raw=raw,
-                value=v,
-                flag=f,
-                why=why,
-                cal=cal,
-            )
-            for i, ts, sensor, q, u, raw, v, f, why, cal in rows
-        )
-        batch = Batch(self.epoch, records[0].id, records[-1].id, records, self.floor or None)
+        batch = Batch(self.epoch, rows[0][0], rows[-1][0], tuple(rows), self.floor or None)
         self.cursor = batch.last + 1
         self._inflight[batch.first] = batch
         return batch
@@ -322,6 +383,7 @@ class Outbox:
                 self.next_id,
             )
             self.next_id = upto + 1
+            self._tail.clear()
             with self.db.atomic():
                 if not self.db.execute(
                     "UPDATE sqlite_sequence SET seq=? WHERE name='reading'", (upto,)
@@ -464,6 +526,7 @@ class Outbox:
         except sqlite3.Error as exc:
             raise _err(self.path, "cannot thin", exc) from None
         self.next_id = first + len(new)
+        self._tail.clear()
         self.floor = hi + 1
         self.shed += len(rows)
         self.cursor = max(self.cursor, self.floor)

@@ -31,6 +31,7 @@ DEFAULT_RH_MAX = 95.0
 OPTICAL_PM_KINDS = ("micro", "dust")
 SPIKE_WINDOW_S = 600.0
 RH_MAX_AGE_S = 900.0
+_VALID = frozenset((Flag.NORMAL, Flag.SET))
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ class QualityControl:
         return lim
 
     def check_many(self, readings: Sequence[Reading]) -> list[Reading]:
+        if not any(r.quantity == "rh" for r in readings):
+            return [self.check(r) for r in readings]
         out: list[Reading | None] = [None] * len(readings)
         for i, r in enumerate(readings):  # RH first: the humidity check of this poll uses it
             if r.quantity == "rh":
@@ -98,34 +101,40 @@ class QualityControl:
     def check(self, r: Reading) -> Reading:
         flag, why = self._verdict(r)
         self.counts[flag] += 1
-        if r.quantity == "rh" and flag.valid and r.value is not None:
+        if flag in _VALID and r.quantity == "rh" and r.value is not None:
             self._rh = (r.value, r.ts)
         if flag is r.flag and why == r.why:
             return r
         return r.replace(flag=flag, why=why)
 
     def _verdict(self, r: Reading) -> tuple[Flag, str | None]:  # noqa: PLR0911 - one per check
-        if r.raw is None or r.value is None:
-            return (r.flag if not r.flag.valid else Flag.FAULT), r.why or "no value"
-        sensor, key = r.sensor, (r.sensor, r.quantity)
-        # warm-up bookkeeping runs for every answer of the sensor
-        last_ok = self._last_ok.get(sensor)
-        if last_ok is None or r.ts - last_ok > self._gap_s.get(sensor, 60.0):
-            self._up_since[sensor] = r.ts
-        self._last_ok[sensor] = max(r.ts, last_ok or r.ts)
-        if not r.flag.valid:
-            return r.flag, r.why
-        lim = self.limits(r.quantity)
         value = r.value
-        previous = self._last.get(key)
-        self._last[key] = (value, r.ts)
-        run = self._flat.get(key)
-        if run is None or run[0] != r.raw:
-            run = (r.raw, r.ts)
-            self._flat[key] = run
+        if r.raw is None or value is None:
+            return (r.flag if r.flag not in _VALID else Flag.FAULT), r.why or "no value"
+        sensor = r.sensor
+        warm = self._warmup_s.get(sensor, 0.0) if self.warmup else 0.0
+        if warm > 0:  # warm-up bookkeeping runs for every answer of the sensor
+            last_ok = self._last_ok.get(sensor)
+            if last_ok is None or r.ts - last_ok > self._gap_s.get(sensor, 60.0):
+                self._up_since[sensor] = r.ts
+            self._last_ok[sensor] = r.ts if last_ok is None else max(r.ts, last_ok)
+        if r.flag not in _VALID:
+            return r.flag, r.why
+        lim = self._limits.get(r.quantity) or self.limits(r.quantity)
+        previous = None
+        if lim.spike_per_min is not None:
+            key = (sensor, r.quantity)
+            previous = self._last.get(key)
+            self._last[key] = (value, r.ts)
+        run = None
+        if lim.flat_s is not None:
+            key = (sensor, r.quantity)
+            run = self._flat.get(key)
+            if run is None or run[0] != r.raw:
+                run = (r.raw, r.ts)
+                self._flat[key] = run
 
-        warm = self._warmup_s.get(sensor, 0.0)
-        if self.warmup and warm > 0:
+        if warm > 0:
             up = r.ts - self._up_since[sensor]
             if up < warm:
                 return Flag.FAULT, f"warm-up: {up:.0f} s of {warm:g} s"
@@ -137,12 +146,12 @@ class QualityControl:
             rh, rh_ts = self._rh
             if rh > lim.rh_max and abs(r.ts - rh_ts) <= RH_MAX_AGE_S:
                 return Flag.FAULT, f"humidity {rh:g} % > {lim.rh_max:g} %: optical PM unreliable"
-        if lim.spike_per_min is not None and previous is not None:
+        if previous is not None and lim.spike_per_min is not None:
             dt = r.ts - previous[1]
             if 0 < dt <= SPIKE_WINDOW_S:
                 rate = abs(value - previous[0]) * 60.0 / max(dt, 1.0)
                 if rate > lim.spike_per_min:
                     return Flag.FAULT, f"spike: {rate:.4g}/min > {lim.spike_per_min:g}/min"
-        if lim.flat_s is not None and r.ts - run[1] >= lim.flat_s:
+        if run is not None and lim.flat_s is not None and r.ts - run[1] >= lim.flat_s:
             return Flag.FAULT, f"stuck: {r.raw:g} unchanged for {r.ts - run[1]:.0f} s"
         return r.flag, r.why

@@ -198,7 +198,7 @@ class Uplink:
             if batch is None:
                 break
             try:
-                pub = self.link.publish(self._t_telemetry, tm.encode_pack(batch.pack(self.station)))
+                pub = self.link.publish(self._t_telemetry, batch.encode(self.station))
             except UplinkError as exc:
                 self.outbox.keep(batch)
                 self.last_error = str(exc)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -256,3 +256,39 @@ class OutboxMachine(RuleBasedStateMachine):
 
 TestOutboxMachine = OutboxMachine.TestCase
 TestOutboxMachine.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)
+
+
+names = st.builds(
+    lambda a, b: a + b,
+    st.sampled_from("aZ09"),
+    st.text(alphabet="abcXYZ019_.:/-", max_size=12),
+)
+texts = st.text(max_size=30)
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@st.composite
+def rows(draw):
+    n = draw(st.integers(1, 8))
+    first = draw(st.integers(1, 10**9))
+    t0 = draw(st.floats(1.6e9, 2.0e9))
+    out = []
+    for i in range(n):
+        value = draw(st.none() | finite)
+        flag = draw(st.sampled_from("NSFMDCTBH")) if value is not None else "B"
+        out.append((
+            first + i, t0 + draw(st.floats(0, 1e5)), draw(st.none() | names), draw(names),
+            draw(texts), draw(st.none() | finite), value, flag, draw(st.none() | texts),
+            draw(st.integers(0, 10**6)),
+        ))  # fmt: skip
+    return tuple(out)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows(), st.text(alphabet="abcXYZ019_-", max_size=16),
+       st.none() | st.integers(1, 10**6))  # fmt: skip
+def test_the_fast_encoder_writes_exactly_what_the_codec_writes(rows, epoch, floor) -> None:
+    from gateway.outbox import Batch
+
+    b = Batch(epoch, rows[0][0], rows[-1][0], rows, floor)
+    assert b.encode("GX-T-001") == tm.encode_pack(b.pack("GX-T-001"))
