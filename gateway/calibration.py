@@ -31,8 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
+from gateway._sqlite import sqlite_utils
 from gateway.config import OutboxConfig
 from gateway.model import Flag, Reading, Sample
 from protocols.errors import InputError

@@ -39,8 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
+from gateway._sqlite import sqlite_utils
 from gateway.errors import OutboxError
 from gateway.model import Reading
 from protocols.telemetry import Pack, Record, base_name
@@ -136,6 +135,11 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def span(self) -> Batch:
+        """The same batch without its rows: all a batch in flight needs to be kept or
+        acknowledged (so a window of packs in flight costs no memory for rows)."""
+        return Batch(self.epoch, self.first, self.last, (), self.floor)
 
 
 @dataclass(frozen=True)
@@ -324,7 +328,7 @@ class Outbox:
             rows = self._tail[at : at + n]
             batch = Batch(self.epoch, rows[0][0], rows[-1][0], tuple(rows), self.floor or None)
             self.cursor = batch.last + 1
-            self._inflight[batch.first] = batch
+            self._inflight[batch.first] = batch.span()
             return batch
         try:
             rows = self.db.execute(
@@ -338,7 +342,7 @@ class Outbox:
             return None
         batch = Batch(self.epoch, rows[0][0], rows[-1][0], tuple(rows), self.floor or None)
         self.cursor = batch.last + 1
-        self._inflight[batch.first] = batch
+        self._inflight[batch.first] = batch.span()
         return batch
 
     def ack(self, batch: Batch) -> None:

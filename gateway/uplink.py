@@ -203,7 +203,7 @@ class Uplink:
                 self.outbox.keep(batch)
                 self.last_error = str(exc)
                 break
-            self._inflight[pub] = batch
+            self._inflight[pub] = batch.span()
             self._partial_since = None
             self.packs += 1
             self.readings_sent += len(batch)

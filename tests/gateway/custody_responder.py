@@ -37,6 +37,7 @@ class Stream:
     above: dict[int, tuple[Any, ...]] = field(default_factory=dict)  # ids > upto
     kept: dict[int, tuple[Any, ...]] = field(default_factory=dict)  # ids <= upto (full mode)
     distinct: int = 0
+    duplicates: int = 0
 
     def advance(self) -> bool:
         moved = False
@@ -137,6 +138,7 @@ class CustodyResponder:
                     old = s.kept.get(rid)
                 if old is not None or rid <= s.upto:
                     self.duplicates += 1
+                    s.duplicates += 1
                     if old is not None and old != fp:
                         self.conflicts.append((station, epoch, rid))
                     continue
