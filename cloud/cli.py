@@ -32,7 +32,12 @@ def app() -> None:
 @config_option
 def run(config: Path) -> None:
     """Run the central service (ingest, fusion, API, hourly inversion, alerts) until SIGTERM."""
-    raise _todo("run")
+    from cloud.clock import clock_from_env
+    from cloud.config import load_config
+    from cloud.service import Service
+
+    cfg = load_config(config)
+    Service(cfg, clock=clock_from_env()).run()
 
 
 @app.command()
@@ -52,7 +57,74 @@ def export(
     config: Path, station: str | None, since: str | None, until: str | None, fmt: str
 ) -> None:
     """Write readings as stored, one per (station, epoch, outbox id), to stdout."""
-    raise _todo("export")
+    from cloud.export import export_readings
+
+    with _store(config) as store:
+        export_readings(
+            store,
+            click.get_text_stream("stdout"),
+            station=station,
+            since=since,
+            until=until,
+            fmt=fmt,
+        )
+
+
+@app.command()
+@config_option
+@click.option("--station", help="Only this station id.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def gaps(config: Path, station: str | None, as_json: bool) -> None:
+    """List outbox ids counted lost (below a gateway's floor), per station and epoch."""
+    from cloud.cli_registry import print_gaps
+
+    with _store(config) as store:
+        print_gaps(store, station, as_json)
+
+
+@app.command()
+@config_option
+@click.option("--limit", type=int, default=20, show_default=True, help="How many, newest first.")
+@click.option(
+    "--class", "reason_class", help="Only this reason class (telemetry, status, auth...)."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def quarantine(config: Path, limit: int, reason_class: str | None, as_json: bool) -> None:
+    """Show what could not be taken in, and the counts by reason class."""
+    from cloud.cli_registry import print_quarantine
+
+    with _store(config) as store:
+        print_quarantine(store, limit, reason_class, as_json)
+
+
+@app.command()
+@config_option
+@click.argument("station")
+@click.option("--reference", required=True, help="The reference station it stands beside.")
+@click.option("--quantity", default="pm25", show_default=True, help="Quantity to fit.")
+@click.option("--push", is_flag=True, help="Send the new coefficients to the gateway (down/cmd).")
+def colocate(config: Path, station: str, reference: str, quantity: str, push: bool) -> None:
+    """Cross-calibrate a micro station against a reference over the rolling window."""
+    from cloud.cli_registry import colocate_cli
+
+    colocate_cli(config, station, reference, quantity, push)
+
+
+def _store(config: Path):  # type: ignore[no-untyped-def]
+    from cloud.config import load_config
+    from cloud.store import open_store
+
+    cfg = load_config(config)
+    return open_store(cfg.store.url, sqlite_synchronous=cfg.store.sqlite_synchronous)
+
+
+def _mount_registry() -> None:
+    from cloud.cli_registry import registry
+
+    app.add_command(registry, "registry")
+
+
+_mount_registry()
 
 
 @app.command()

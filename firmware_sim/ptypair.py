@@ -12,7 +12,8 @@ devices use it to run a real serial stack (pyserial, pymodbus RTU) without hardw
 
 Two back ends give the same behaviour:
 
-- ``socat`` (used when it is on PATH): ``socat pty,raw,echo=0 pty,raw,echo=0``;
+- ``socat`` (used when it is on PATH): ``socat pty,raw,echo=0 pty,raw,echo=0``, ended
+  with the pair, or with the process that made it, however that process ends;
 - ``python``: two ``os.openpty()`` pairs and a relay thread copying between the masters.
 
 Either end may be opened, closed and reopened any number of times while the pair lives;
@@ -28,6 +29,7 @@ import contextlib
 import os
 import selectors
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -62,6 +64,7 @@ class PtyPair:
         self._proc: subprocess.Popen[bytes] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._relay: _Relay | None = None
+        self._socat_pid: int | None = None
         if backend == "socat":
             self._start_socat()
         else:
@@ -74,19 +77,30 @@ class PtyPair:
         socat = shutil.which("socat")
         if socat is None:
             raise FileNotFoundError("socat is not on PATH; use backend='python'")
-        self._tmp = tempfile.TemporaryDirectory(prefix="ptypair-")
+        self._tmp = tempfile.TemporaryDirectory(prefix="ptypair-", ignore_cleanup_errors=True)
         link_a = Path(self._tmp.name) / "a"
         link_b = Path(self._tmp.name) / "b"
+        # socat runs under a small shell that also waits on a pipe from this process: when
+        # the pipe closes — close(), or this process dying however it dies — the shell
+        # kills socat and removes the links, so no orphaned socat outlives its user
+        script = (
+            'exec 3<&0; "$1" "$2" "$3" </dev/null >/dev/null 2>&1 & pid=$!; echo "$pid"; '
+            '(read _ignored <&3; kill "$pid" 2>/dev/null; sleep 0.2; '
+            'rm -f "$4/a" "$4/b"; rmdir "$4" 2>/dev/null) & wait "$pid"'
+        )
         self._proc = subprocess.Popen(
             [
-                socat,
-                f"pty,raw,echo=0,link={link_a}",
-                f"pty,raw,echo=0,link={link_b}",
+                "/bin/sh", "-c", script, "ptypair", socat,
+                f"pty,raw,echo=0,link={link_a}", f"pty,raw,echo=0,link={link_b}", self._tmp.name,
             ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-        )
+        )  # fmt: skip
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        self._proc.stdout.close()
+        self._socat_pid = int(line) if line.strip().isdigit() else None
         deadline = time.monotonic() + 10.0
         while not (link_a.exists() and link_b.exists()):
             if self._proc.poll() is not None or time.monotonic() > deadline:
@@ -113,13 +127,16 @@ class PtyPair:
             return
         self._closed = True
         if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait(5)
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()  # the watchdog kills socat; the shell then ends
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                if self._socat_pid is not None:
+                    with contextlib.suppress(OSError):
+                        os.kill(self._socat_pid, signal.SIGKILL)
+                self._proc.kill()
+                self._proc.wait(5)
             self._proc = None
         if self._relay is not None:
             self._relay.close()

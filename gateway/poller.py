@@ -274,8 +274,16 @@ class Poller:
                 due = min((c.next_due for c in bus.coordinators), default=None)
             wait = 1.0 if due is None else due - self._clock.monotonic()
             if wait > 0:
-                bus.wake.wait(min(wait, 60.0))
+                bus.wake.wait(min(self._real_seconds(wait), 1.0))
             bus.wake.clear()
+
+    def _real_seconds(self, clock_seconds: float) -> float:
+        """Clock seconds as real seconds to wait: an accelerated clock (``ScaledClock``,
+        the demo's) runs ``rate`` times faster than the thread's timer."""
+        rate = getattr(self._clock, "rate", 1.0)
+        if isinstance(rate, int | float) and rate > 0:
+            return clock_seconds / rate
+        return clock_seconds
 
     def stop(self) -> None:
         """End the loops, then close every driver and link."""
@@ -414,6 +422,14 @@ def _check_shared_lines(config: StationConfig) -> None:
             by_bus.setdefault(s.bus, []).append(s)
     for sensors in by_bus.values():
         first = sensors[0]
+        mns = [s.hj212_mn for s in sensors if s.transport == "hj212-tcp"]
+        for mn in mns:
+            if mns.count(mn) > 1:
+                who = f"MN {mn}" if mn else "every MN (no hj212_mn)"
+                raise ConfigError(
+                    f"{config.path}: two sensors on {first.address} claim {who}; give each "
+                    "hj212 sensor on one port its own hj212_mn"
+                )
         for s in sensors[1:]:
             if s.transport == "serial":
                 raise ConfigError(

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import serial
@@ -59,11 +63,49 @@ def test_an_end_can_be_closed_and_reopened(backend: str) -> None:
 def test_close_ends_the_cable(backend: str) -> None:
     pair = PtyPair(backend=backend)
     assert pair.alive
+    socat = pair._socat_pid
     pair.close()
     pair.close()  # idempotent
     assert not pair.alive
+    if socat is not None:
+        assert not _running(socat)
 
 
 def test_unknown_backend_is_refused() -> None:
     with pytest.raises(ValueError, match="backend"):
         PtyPair(backend="usb")
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat not installed")
+def test_socat_does_not_outlive_a_killed_user() -> None:
+    code = (
+        "from firmware_sim.ptypair import PtyPair\n"
+        "p = PtyPair(backend='socat')\n"
+        "print(p._socat_pid, p._tmp.name, flush=True)\n"
+        "import time; time.sleep(120)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    user = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    assert user.stdout is not None
+    pid_text, links = user.stdout.readline().split()
+    user.stdout.close()
+    pid = int(pid_text)
+    assert _running(pid) and sorted(os.listdir(links)) == ["a", "b"]
+    user.kill()  # kill -9: no close(), no __del__, no atexit
+    user.wait()
+    deadline = time.monotonic() + 20
+    while (_running(pid) or os.path.exists(links)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(pid)
+    assert not os.path.exists(links)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,17 +28,19 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from tests.conftest import free_port, wait_port
 
-SIZE = 0x0200 + 16  # every unit maps registers 0..SIZE-1 (covers the louver box at 01F4H)
+# the servers log every request for a unit id nobody is (with a traceback) at ERROR level
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 @dataclass
 class Unit:
-    """One simulated device's registers: address -> list of consecutive words."""
+    """One simulated device: the registers it maps (address -> consecutive words); a read
+    touching any other register gets exception 2 (illegal data address), as from a real
+    transmitter."""
 
     holding: dict[int, list[int]] = field(default_factory=dict)
     input: dict[int, list[int]] = field(default_factory=dict)
     coils: int = 16
-    invalid: set[tuple[str, int]] = field(default_factory=set)  # ("h"|"i", address) -> exc 2
 
 
 class ModbusSim:
@@ -60,15 +63,20 @@ class ModbusSim:
         self._apply(unit_id, "h", unit.holding)
         self._apply(unit_id, "i", unit.input)
 
-        def regs(kind: str) -> list[SimData]:
-            out, start = [], 0
-            bad = sorted(a for k, a in unit.invalid if k == kind)
-            for a in [*bad, SIZE]:
-                if a > start:
-                    out.append(
-                        SimData(start, count=a - start, values=0, datatype=DataType.REGISTERS)
-                    )
-                start = a + 1
+        def regs(mapped: dict[int, list[int]]) -> list[SimData]:
+            valid = sorted({a + i for a, words in mapped.items() for i in range(len(words))})
+            if not valid:
+                return [SimData(0, count=1, datatype=DataType.INVALID)]
+            out, run = [], [valid[0]]
+            for a in valid[1:]:
+                if a == run[-1] + 1:
+                    run.append(a)
+                    continue
+                out.append(SimData(run[0], count=len(run), values=0, datatype=DataType.REGISTERS))
+                gap = a - run[-1] - 1
+                out.append(SimData(run[-1] + 1, count=gap, datatype=DataType.INVALID))
+                run = [a]
+            out.append(SimData(run[0], count=len(run), values=0, datatype=DataType.REGISTERS))
             return out
 
         async def action(
@@ -96,7 +104,9 @@ class ModbusSim:
                         registers[a - start] = store[kind][a]
 
         bits = [SimData(0, count=unit.coils, values=False, datatype=DataType.BITS)]
-        return SimDevice(unit_id, simdata=(bits, list(bits), regs("h"), regs("i")), action=action)
+        return SimDevice(
+            unit_id, simdata=(bits, list(bits), regs(unit.holding), regs(unit.input)), action=action
+        )
 
     def _apply(self, unit_id: int, kind: str, values: dict[int, list[int]]) -> None:
         with self._lock:
@@ -126,14 +136,14 @@ class ModbusSim:
         with self._lock:
             return sum(1 for r in self.requests if r[0] == unit_id)
 
-    def _tracer(self, unit_at: int) -> Any:
-        """Drop the answers of silenced units (the unit id is byte 0 of an RTU frame and
-        byte 6, after the MBAP header, of a TCP one)."""
+    def _tracer(self, unit_at: int, units: set[int]) -> Any:
+        """Drop the answers of silenced units and of unit ids nobody is (the unit id is
+        byte 0 of an RTU frame and byte 6, after the MBAP header, of a TCP one)."""
 
         def trace(sending: bool, data: bytes) -> bytes:
             if not sending or len(data) <= unit_at:
                 return data
-            if data[unit_at] in self.silent:
+            if data[unit_at] in self.silent or data[unit_at] not in units:
                 return b""
             if data[unit_at] in self.corrupt:
                 return data[:-1] + bytes([data[-1] ^ 0xFF])
@@ -158,7 +168,7 @@ class ModbusSim:
 
         async def start() -> Any:
             server = ModbusTcpServer(
-                devices, address=("127.0.0.1", port), trace_packet=self._tracer(6)
+                devices, address=("127.0.0.1", port), trace_packet=self._tracer(6, set(units))
             )
             await server.serve_forever(background=True)
             return server
@@ -176,7 +186,7 @@ class ModbusSim:
                 port=path,
                 framer=FramerType.RTU,
                 baudrate=baudrate,
-                trace_packet=self._tracer(0),
+                trace_packet=self._tracer(0, set(units)),
             )
             await server.serve_forever(background=True)
             return server

@@ -14,7 +14,7 @@ import pytest
 
 from firmware_sim.ptypair import PtyPair
 from gateway import poller as poller_module
-from gateway.clock import FakeClock, SystemClock
+from gateway.clock import FakeClock, ScaledClock, SystemClock
 from gateway.errors import DeviceError, DeviceTimeout
 from gateway.model import Flag, Sample
 from gateway.poller import FAILURES_TO_BACK_OFF, Poller
@@ -47,7 +47,7 @@ def line() -> Iterator[Line]:
 def _rtu(name: str, profile: str, unit: int, path: str, **kw: object) -> dict[str, object]:
     return {
         "name": name, "profile": profile, "transport": "modbus-rtu", "address": path,
-        "unit_id": unit, "interval_s": 10, "timeout_s": 0.1, "retries": 0, **kw,
+        "unit_id": unit, "interval_s": 10, "timeout_s": 1.0, "retries": 0, **kw,
     }  # fmt: skip
 
 
@@ -55,7 +55,7 @@ def _line_station(path: str, extra: str = ""):
     return station(
         [
             _rtu("th", "rs-ws-n01", 1, path),
-            _rtu("dead", "rs-pm-n01", 7, path),
+            _rtu("dead", "rs-pm-n01", 7, path, timeout_s=0.1),
             _rtu("wind", "rs-fs-n01", 2, path),
             _rtu("dust", "rs-pm-n01", 3, path),
         ],
@@ -277,7 +277,7 @@ def test_threads_poll_each_bus_until_stopped(line: Line) -> None:
         port = tcp_sim.tcp({1: Unit(holding={0: [0x0292, 0xFF9B]})})
         config = station([
             _rtu("wind", "rs-fs-n01", 2, line.path, interval_s=0.05),
-            _rtu("dead", "rs-pm-n01", 7, line.path, interval_s=0.05),
+            _rtu("dead", "rs-pm-n01", 7, line.path, interval_s=0.05, timeout_s=0.1),
             {"name": "th", "profile": "rs-ws-n01", "transport": "modbus-tcp",
              "address": f"127.0.0.1:{port}", "interval_s": 0.05},
         ])  # fmt: skip
@@ -370,3 +370,19 @@ def test_disabled_sensors_are_not_polled(line: Line) -> None:
         assert set(poller.health()) == {"wind"}
     finally:
         poller.stop()
+
+
+def test_an_accelerated_clock_polls_at_its_own_pace(line: Line) -> None:
+    # 60x: a 10 s interval is a sixth of a real second; waiting in real seconds would take
+    # the 4 polls 30 s, beyond the wait below
+    clock = ScaledClock(start=1_780_000_000.0, rate=60.0)
+    sink = Collect()
+    poller = Poller(station([_rtu("wind", "rs-fs-n01", 2, line.path)]), clock=clock, sink=sink)
+    start = clock.monotonic()
+    poller.start()
+    try:
+        sink.wait_for(lambda c: len(c.batches) >= 4, timeout=20.0)
+    finally:
+        poller.stop()
+    elapsed = clock.monotonic() - start
+    assert len(sink.batches) <= elapsed / 10 + 1  # and never faster than its interval

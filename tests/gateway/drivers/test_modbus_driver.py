@@ -28,7 +28,7 @@ def sim() -> Iterator[ModbusSim]:
 
 def _sensor(profile: str, address: str, transport: str = "modbus-tcp", **kw: object):
     spec = {"name": "dev", "profile": profile, "transport": transport, "address": address}
-    spec.update({"timeout_s": 0.2, "retries": 0, **kw})
+    spec.update({"timeout_s": 1.0, "retries": 0, **kw})
     return station([spec]).sensors[0]
 
 
@@ -119,7 +119,7 @@ scale = 0.1
 
 
 def test_an_exception_response_faults_only_its_block(sim: ModbusSim) -> None:
-    port = sim.tcp({1: Unit(holding={0: [215]}, invalid={("h", 10)})})
+    port = sim.tcp({1: Unit(holding={0: [215]})})
     sensor = _sensor("rs-ws-n01", f"127.0.0.1:{port}")
     profile = loads_profile(TWO_BLOCKS, source="two-blocks.toml")
     driver = ModbusDriver(sensor, profile, clock=FakeClock())
@@ -131,7 +131,7 @@ def test_an_exception_response_faults_only_its_block(sim: ModbusSim) -> None:
 
 
 def test_a_device_refusing_everything_is_a_device_fault(sim: ModbusSim) -> None:
-    port = sim.tcp({1: Unit(invalid={("h", 0), ("h", 1), ("h", 2)})})
+    port = sim.tcp({1: Unit(holding={100: [1]})})
     driver = _driver("rs-pm-n01", f"127.0.0.1:{port}")
     with pytest.raises(DeviceError) as err:
         driver.read()
@@ -158,7 +158,7 @@ def test_silence_is_a_timeout_after_the_devices_own_retries(sim: ModbusSim) -> N
 def test_a_broken_checksum_is_not_taken_as_an_answer(sim: ModbusSim) -> None:
     with PtyPair() as pair:
         sim.rtu(pair.a, {1: Unit(holding={0: [9, 8, 7]})})
-        driver = _driver("rs-pm-n01", pair.b, "modbus-rtu")
+        driver = _driver("rs-pm-n01", pair.b, "modbus-rtu", timeout_s=0.2)
         sim.corrupt.add(1)
         with pytest.raises(DeviceError) as err:
             driver.read()
@@ -202,7 +202,7 @@ def test_rtu_line_with_several_units_and_writes(sim: ModbusSim) -> None:
     with PtyPair() as pair:
         sim.rtu(pair.a, {
             1: Unit(holding={0: [0x0292, 0xFF9B]}),
-            2: Unit(holding={0: [123]}),
+            2: Unit(holding={0: [123], 7: [0]}),
             3: Unit(holding={0: [10, 20, 30]}),
         })  # fmt: skip
         clock = FakeClock()
