@@ -344,15 +344,12 @@ class Gateway:
             self._bound_pending()
             return
         try:
-            self.outbox.add(self._pending)
+            self._add_pending()
         except OutboxError as exc:
             self.store_errors += 1
             if self.store_errors == 1 or self.store_errors % 100 == 0:
                 log.error("%s; %d readings wait in memory", exc, len(self._pending))
             self._store_retry_at = self.clock.monotonic() + STORE_RETRY_S
-            if exc.fields.get("disk_full"):
-                with contextlib.suppress(OutboxError):
-                    self.outbox.make_room()
             self._bound_pending()
             return
         if self.store_errors:
@@ -360,6 +357,16 @@ class Gateway:
             self.store_errors = 0
         self.counts.update(r.flag.value for r in self._pending)
         self._pending = []
+
+    def _add_pending(self) -> None:
+        try:
+            self.outbox.add(self._pending)
+        except OutboxError as exc:
+            if not exc.fields.get("disk_full"):
+                raise
+            log.error("%s: thinning the oldest readings to make room", exc)
+            self.outbox.make_room()
+            self.outbox.add(self._pending)  # once more; a second failure waits
 
     def _bound_pending(self) -> None:
         over = len(self._pending) - MAX_PENDING

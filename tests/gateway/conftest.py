@@ -1,5 +1,5 @@
-"""Fixtures of the gateway's tests: station configs on disk, the fake custody responder
-(until the central service is on main), a scripted stand-in for the poller."""
+"""Fixtures of the gateway's tests: station configs on disk, real Modbus devices on TCP,
+a test client on the broker, and the custody recorder (``custody_responder.py``)."""
 
 from __future__ import annotations
 

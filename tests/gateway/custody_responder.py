@@ -1,16 +1,20 @@
-"""A FAKE of the central service's custody role, for the gateway's tests and benchmarks only.
+"""A FAKE of the central service's custody role, for the gateway's tests and benchmarks.
 
-The real central service (``cloud/ingest.py``, built in parallel on branch ``cloud``) is not
-on main yet. Until it is, this stands in for exactly the part the gateway's promise depends
-on, and nothing more: it subscribes to ``airtrace/v1/+/up/telemetry`` on a real broker,
-decodes each SenML pack with ``protocols.telemetry.decode_pack``, records every
-``(station, epoch, id)`` it sees (duplicates included), keeps one entry per key as the
-"store" (flagging a key that arrives again with different content), and publishes the
-retained watermark ``{"upto": N, "epoch": E}`` on ``down/stored``: the highest N such that
-every id 1..N of that epoch is stored or lies below the pack's ``floor``.
+It stands in for exactly the part the gateway's promise depends on, and nothing more: it
+subscribes to ``airtrace/v1/+/up/telemetry`` on a real broker, decodes each SenML pack with
+``protocols.telemetry.decode_pack``, records every ``(station, epoch, id)`` it sees
+(duplicates included), keeps one entry per key as the "store" (flagging a key that arrives
+again with *different* content), and publishes the retained watermark
+``{"upto": N, "epoch": E}`` on ``down/stored``: the highest N such that every id 1..N of
+that epoch is stored or lies below the pack's ``floor``.
 
-``light=True`` (benchmarks) keeps only the ids above the watermark and counts the rest, so
-memory stays small with millions of readings; it skips the full decode.
+It was written while the real central service was being built on branch ``cloud``. Now
+that ``airtrace cloud run`` is on main, the end-to-end tests use it
+(``test_end_to_end.py``: kill -9 of the gateway and of the centre, ``cloud export``). This
+fake stays for what the real store cannot show, by design: it deduplicates silently, so
+only a recorder sees every resend and would catch an id reused for another reading; and it
+can be paused to make a stalled centre. ``light=True`` (benchmarks) keeps only the ids
+above the watermark and counts the rest, so memory stays small with millions of readings.
 """
 
 from __future__ import annotations

@@ -232,3 +232,23 @@ def test_set_config_applies_and_rolls_back(make_config, broker, running, watcher
     ack = tm.decode_ack(w.got[2].payload)
     assert ack.status == "rejected" and "station" in ack.error
     r.stop()
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_survived(make_config, devices) -> None:
+    # no broker: nothing is confirmed, so the outbox only grows until the "disk" is full
+    cfg = make_config(sensors=devices.sensors(interval_s=0.05))
+    gw = Gateway(cfg)
+    pages = gw.outbox.db.execute("PRAGMA page_count").fetchone()[0]
+    gw.outbox.db.execute(f"PRAGMA max_page_count={pages + 6}")  # about 25 kB more
+    t = threading.Thread(target=gw.run, daemon=True)
+    t.start()
+    try:
+        wait(lambda: gw.outbox.shed > 0)  # full: the oldest readings were thinned for room
+        before = gw.outbox.next_id
+        wait(lambda: gw.outbox.next_id > before + 50)  # and new readings are kept again
+        assert t.is_alive() and gw.dropped == 0 and not gw._pending
+    finally:
+        gw.request_stop()
+        t.join(20)
+    assert gw.outbox.floor > 1
