@@ -30,7 +30,7 @@ def test_the_unit_runs_the_daemon_and_stops_it_cleanly(tmp_path: Path) -> None:
     if shutil.which("systemd-analyze"):
         exe = Path(sys.executable).with_name("airtrace")
         unit = tmp_path / UNIT.name
-        unit.write_text(UNIT.read_text().replace("/opt/airtrace/.venv/bin/airtrace", str(exe)))
+        unit.write_text(UNIT.read_text().replace("/opt/airtrace/bin/airtrace", str(exe)))
         r = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
                            text=True, timeout=60, check=False)  # fmt: skip
         assert r.returncode == 0, r.stderr
