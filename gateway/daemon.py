@@ -161,6 +161,8 @@ class Gateway:
         self._started_wall = self.clock.now()
         self._next_tick = self._next_bound = self._next_state = 0.0
         self._down = False
+        self.loop_errors = 0
+        self._last_loop_error: str | None = None
 
         self.outbox = Outbox(
             config.outbox.path, max_mb=config.outbox.max_mb, synchronous=config.outbox.synchronous
@@ -217,9 +219,25 @@ class Gateway:
         try:
             self.start()
             while not self._stop.is_set():
-                self.step(0.2)
+                try:
+                    self.step(0.2)
+                except Exception as exc:  # a long-running process keeps going
+                    self._loop_error(exc)
         finally:
             self.shutdown()
+
+    def _loop_error(self, exc: Exception) -> None:
+        """Log a failed turn of the loop (once per kind of failure), wait, go on. What was
+        read stays in memory (bounded) and the outbox keeps what it committed."""
+        self.loop_errors += 1
+        key = f"{type(exc).__name__}: {exc}"
+        if key != self._last_loop_error:
+            self._last_loop_error = key
+            if isinstance(exc, AirtraceError):
+                log.error("%s (the loop goes on)", exc)
+            else:
+                log.exception("unexpected error in the gateway loop (it goes on)")
+        self._stop.wait(1.0)
 
     def request_stop(self) -> None:
         """Thread- and signal-safe."""
@@ -430,6 +448,7 @@ class Gateway:
             "connected": 1 if self.uplink.connected else 0,
             "reconnects": getattr(self.link, "reconnects", 0),
             "store_errors": self.store_errors,
+            "loop_errors": self.loop_errors,
             "uptime_seconds": self.clock.monotonic() - self._started_mono,
             "commands": dict(self.commands.counts),
             "devices": {

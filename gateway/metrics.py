@@ -17,6 +17,7 @@ snapshot, so scraping never touches the outbox's SQLite connection or the stages
     airtrace_gateway_device_available{sensor}
     airtrace_gateway_actuator_on{actuator}
     airtrace_gateway_store_errors_total              failed writes to the outbox (full disk)
+    airtrace_gateway_loop_errors_total               failed turns of the loop (logged once)
     airtrace_gateway_uptime_seconds
 """
 
@@ -49,6 +50,7 @@ _COUNTERS = {
     "resends": "Resends after the watermark stalled.",
     "reconnects": "Reconnections to the broker.",
     "store_errors": "Failed writes to the outbox (e.g. a full disk).",
+    "loop_errors": "Turns of the daemon's loop that failed (logged; the loop goes on).",
 }
 
 

@@ -252,3 +252,28 @@ def test_a_full_disk_is_survived(make_config, devices) -> None:
         gw.request_stop()
         t.join(20)
     assert gw.outbox.floor > 1
+
+
+def test_a_failing_turn_of_the_loop_is_logged_and_survived(make_config, devices, caplog) -> None:
+    cfg = make_config(sensors=devices.sensors(interval_s=0.1))
+    gw = Gateway(cfg)
+    real, calls = gw.uplink.tick, []
+
+    def broken() -> None:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise RuntimeError("a bug in a stage")
+        real()
+
+    gw.uplink.tick = broken  # type: ignore[method-assign]
+    t = threading.Thread(target=gw.run, daemon=True)
+    t.start()
+    try:
+        wait(lambda: len(calls) > 3 and gw.counts["N"] > 0)
+        assert t.is_alive() and gw.loop_errors == 2
+    finally:
+        gw.request_stop()
+        t.join(20)
+    logged = [r for r in caplog.records if "a bug in a stage" in r.getMessage()
+              or (r.exc_info and "a bug in a stage" in str(r.exc_info[1]))]  # fmt: skip
+    assert len(logged) == 1  # once, not once per turn
