@@ -34,8 +34,9 @@ from pathlib import Path
 import psutil
 from _gateway_bench import ROOT, Mosquitto, emit, station_toml
 
+from gateway.batch import Batch
 from gateway.model import Reading
-from gateway.outbox import Batch, Outbox
+from gateway.outbox import Outbox
 from tests.gateway.custody_responder import CustodyResponder
 
 GOAL_DRAIN_S = 180.0
@@ -230,7 +231,7 @@ def main() -> None:
             "drain_s": round(drain_s, 2),
             "drain_readings_per_s": round(args.readings / drain_s),
             "gateway_cpu_s_during_drain": round(drain_cpu_s, 2),
-        "goal_drain_s": GOAL_DRAIN_S,
+            "goal_drain_s": GOAL_DRAIN_S,
             "meets_drain_goal": drain_s < GOAL_DRAIN_S,
             "baseline": "bare paho QoS 1, same pack count and size, same in-flight window",
             "baseline_s": round(base_s, 2),

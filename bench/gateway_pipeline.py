@@ -26,7 +26,8 @@ from pathlib import Path
 from _gateway_bench import Mosquitto, emit, station_toml
 
 from gateway import config as gwconfig
-from gateway.calibration import CalibrationStore, Calibrator, CalSet, calibration_path
+from gateway.calibration import Calibrator, CalSet, calibration_path
+from gateway.calstore import CalibrationStore
 from gateway.clock import SystemClock
 from gateway.model import Sample
 from gateway.mqtt import Connected, MqttLink

@@ -29,7 +29,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from gateway.actuators import Actuators
-from gateway.calibration import CalibrationStore, Calibrator, CalSet
+from gateway.calibration import Calibrator, CalSet
+from gateway.calstore import CalibrationStore
 from gateway.clock import Clock
 from gateway.config import StationConfig
 from gateway.errors import CommandRejected

@@ -23,25 +23,34 @@ import queue
 import signal
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, is_dataclass
-from importlib.metadata import PackageNotFoundError, version
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from gateway import config as gwconfig
 from gateway.actuators import Actuators
-from gateway.calibration import CalibrationStore, Calibrator, calibration_path
+from gateway.calibration import Calibrator, calibration_path
+from gateway.calstore import CalibrationStore
 from gateway.clock import Clock, SystemClock
 from gateway.commands import CommandContext, CommandHandler
 from gateway.config import ActuatorConfig, StationConfig
 from gateway.errors import CommandRejected, OutboxError, UplinkError
 from gateway.metrics import Metrics
 from gateway.model import Reading, Sample
-from gateway.mqtt import MqttLink, MqttSettings
+from gateway.mqtt import MqttLink
 from gateway.outbox import Outbox
 from gateway.qc import QualityControl
 from gateway.rules import Rules
+from gateway.runtime import (
+    LinkFactory,
+    Poller,
+    PollerFactory,
+    default_poller,
+    plain,
+    software_version,
+    state_path,
+    write_atomic,
+)
 from gateway.uplink import Uplink, mqtt_settings
 from protocols.errors import AirtraceError
 
@@ -55,49 +64,6 @@ MAX_PENDING = 100_000  # readings waiting in memory while the outbox cannot take
 EVENTS_PER_STEP = 5_000
 
 
-def software_version() -> str:
-    try:
-        return version("airtrace")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-class Poller(Protocol):
-    """What the daemon needs of ``gateway.poller.Poller`` (the seam in GATEWAY.md)."""
-
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-    def poll_once(self) -> list[Sample]: ...
-    def set_interval(
-        self, sensor: str | None, interval_s: float, duration_s: float | None
-    ) -> None: ...
-    def write(self, actuator: ActuatorConfig, value: int) -> None: ...
-    def health(self) -> Mapping[str, Any]: ...
-
-
-class Link(Protocol):
-    @property
-    def connected(self) -> bool: ...
-
-    reconnects: int
-
-    def start(self) -> None: ...
-    def stop(self, timeout: float = 5.0) -> None: ...
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> Any: ...
-
-
-PollerFactory = Callable[[StationConfig, Clock, Callable[[list[Sample]], None]], Poller]
-LinkFactory = Callable[[MqttSettings, Callable[[object], None]], Link]
-
-
-def default_poller(
-    config: StationConfig, clock: Clock, sink: Callable[[list[Sample]], None]
-) -> Poller:
-    from gateway.poller import Poller as DevicePoller
-
-    return DevicePoller(config, clock=clock, sink=sink)
-
-
 @dataclass(frozen=True)
 class _Samples:
     samples: list[Sample]
@@ -109,28 +75,6 @@ class _Wake:
 
 class ConfigNotApplied(AirtraceError):
     """A new config failed to start; the previous one is back."""
-
-
-def state_path(config: StationConfig) -> Path:
-    p = config.outbox.path
-    return p.with_name(f"{p.stem}-state.json")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _plain(obj: Any) -> Any:
-    if hasattr(obj, "to_json"):
-        return obj.to_json()
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return asdict(obj)
-    return obj
 
 
 class Gateway:
@@ -410,7 +354,7 @@ class Gateway:
         if self.poller is None:
             return {}
         try:
-            return {k: _plain(v) for k, v in self.poller.health().items()}
+            return {k: plain(v) for k, v in self.poller.health().items()}
         except Exception as exc:  # health is informative; never fatal
             log.debug("poller health failed: %s", exc)
             return {}
@@ -482,7 +426,7 @@ class Gateway:
             "actuators": [a.to_json() for a in self.actuators.states()],
         }
         try:
-            _write_atomic(state_path(self.config), json.dumps(doc, default=str, indent=1))
+            write_atomic(state_path(self.config), json.dumps(doc, default=str, indent=1))
         except OSError as exc:
             log.debug("cannot write the state file: %s", exc)
 
@@ -502,13 +446,13 @@ class Gateway:
             except UplinkError as exc:
                 raise CommandRejected(f"the new [uplink] does not work: {exc}") from None
         old_text = old.path.read_text(encoding="utf-8")
-        _write_atomic(old.path.with_name(old.path.name + ".bak"), old_text)
-        _write_atomic(old.path, text)
+        write_atomic(old.path.with_name(old.path.name + ".bak"), old_text)
+        write_atomic(old.path, text)
         try:
             self._reconfigure(new, relink)
         except Exception as exc:
             log.error("the new config failed to start (%s); rolling back", exc)
-            _write_atomic(old.path, old_text)
+            write_atomic(old.path, old_text)
             self._reconfigure(old, relink)
             raise ConfigNotApplied(
                 f"the new config failed to start ({exc}); the previous one is back"

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway import config as gwconfig
-from gateway.calibration import CalibrationStore, calibration_path
+from gateway.calibration import calibration_path
+from gateway.calstore import CalibrationStore
 from gateway.clock import Clock, SystemClock
 from gateway.config import StationConfig
-from gateway.daemon import PollerFactory, default_poller, software_version, state_path
 from gateway.errors import OutboxError, UplinkError
 from gateway.mqtt import MqttLink
 from gateway.outbox import holder, inspect
+from gateway.runtime import PollerFactory, default_poller, software_version, state_path
 from gateway.uplink import mqtt_settings
 from protocols.errors import AirtraceError
 

@@ -30,18 +30,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gateway.calibration import (
-    CalibrationError,
-    CalibrationStore,
-    CalSet,
-    Session,
-    calibration_path,
-    fit_linear,
-)
+from gateway.calibration import CalibrationError, CalSet, calibration_path, fit_linear
+from gateway.calstore import CalibrationStore, Session
 from gateway.clock import Clock, SystemClock
 from gateway.config import StationConfig
-from gateway.daemon import PollerFactory, default_poller
 from gateway.outbox import holder
+from gateway.runtime import PollerFactory, default_poller
 from protocols.timefmt import to_iso
 
 Out = Callable[[str], None]

@@ -27,7 +27,6 @@ the hot path. WAL mode; ``synchronous`` NORMAL (safe against process crashes) or
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import math
 import os
@@ -40,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway._sqlite import sqlite_utils
+from gateway.batch import Batch, Row
 from gateway.errors import OutboxError
 from gateway.model import Reading
-from protocols.telemetry import Pack, Record, base_name
 
 log = logging.getLogger(__name__)
 
@@ -54,92 +53,11 @@ PRUNE_EVERY_ROWS = 5000
 TAIL_ROWS = 4000  # the newest rows, kept in memory so fresh readings go out without a read
 
 
-_JSON_CACHE: dict[str, str] = {}
-
-
-def _js(value: str) -> str:
-    """JSON text of a string as the telemetry codec writes it (cached: names, units and
-    flags repeat in every pack)."""
-    text = _JSON_CACHE.get(value)
-    if text is None:
-        text = json.dumps(value, ensure_ascii=False)
-        if len(_JSON_CACHE) < 4096:
-            _JSON_CACHE[value] = text
-    return text
-
-
 def _err(path: Path, what: str, exc: BaseException) -> OutboxError:
     reason = str(exc)
     full = "full" in reason.lower()
     msg = f"outbox {path}: {what}: {reason}" + (" (free disk space)" if full else "")
     return OutboxError(msg, path=str(path), reason=reason, disk_full=full)
-
-
-Row = tuple[int, float, str | None, str, str, float | None, float | None, str, str | None, int]
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Readings handed out by ``begin``: consecutive ids ``first..last`` of one epoch, as
-    the outbox rows ``(id, ts, sensor, quantity, unit, raw, value, flag, why, cal)``."""
-
-    epoch: str
-    first: int
-    last: int
-    rows: tuple[Row, ...]
-    floor: int | None = None
-
-    @property
-    def records(self) -> tuple[Record, ...]:
-        return tuple(
-            Record(id=i, ts=ts, sensor=sensor, quantity=q, unit=u, raw=raw, value=v, flag=f,
-                   why=why, cal=cal)
-            for i, ts, sensor, q, u, raw, v, f, why, cal in self.rows
-        )  # fmt: skip
-
-    def pack(self, station: str) -> Pack:
-        return Pack(station=station, records=self.records, epoch=self.epoch, floor=self.floor)
-
-    def encode(self, station: str) -> bytes:
-        """The SenML pack, byte for byte what ``encode_pack(self.pack(station))`` gives
-        (a test holds the two together), written straight from the rows without a
-        validated Record per reading (the rows were checked on the way in): this is the
-        hot path when a backlog drains."""
-        bt = self.rows[0][1]
-        head = f'"bn":{_js(base_name(station))},"bt":{float.__repr__(bt)},"seq":{self.first},'
-        head += f'"epoch":{_js(self.epoch)},'
-        if self.floor is not None:
-            head += f'"floor":{self.floor},'
-        parts = []
-        names: dict[tuple[str, str], str] = {}
-        fr = float.__repr__  # rows hold finite floats (checked in add) or None
-        for rid, ts, sensor, q, unit, raw, value, flag, why, cal in self.rows:
-            nu = names.get((q, unit))
-            if nu is None:
-                nu = names[(q, unit)] = f'"n":{_js(q)},"u":{_js(unit)},'
-            text = "{" + head + nu
-            head = ""
-            if value is not None:
-                text += '"v":' + fr(value) + ","
-            text += '"t":' + fr(round(ts - bt, 3)) + ","
-            if raw is not None:
-                text += '"raw":' + fr(raw) + ","
-            c = str(cal) if type(cal) is int else _js(cal)
-            text += f'"q":{_js(flag)},"cal":{c},"id":{rid}'
-            if sensor is not None:
-                text += ',"sensor":' + _js(sensor)
-            if why is not None:
-                text += ',"why":' + _js(why)
-            parts.append(text + "}")
-        return ("[" + ",".join(parts) + "]").encode()
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def span(self) -> Batch:
-        """The same batch without its rows: all a batch in flight needs to be kept or
-        acknowledged (so a window of packs in flight costs no memory for rows)."""
-        return Batch(self.epoch, self.first, self.last, (), self.floor)
 
 
 @dataclass(frozen=True)

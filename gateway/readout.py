@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from gateway import config as gwconfig
-from gateway.calibration import CalibrationStore, Calibrator, calibration_path
+from gateway.calibration import Calibrator, calibration_path
+from gateway.calstore import CalibrationStore
 from gateway.clock import Clock, SystemClock
 from gateway.config import StationConfig
-from gateway.daemon import PollerFactory, default_poller, state_path
 from gateway.errors import OutboxError
 from gateway.model import Reading, Sample
 from gateway.outbox import OutboxStats, holder, inspect
 from gateway.qc import QualityControl
+from gateway.runtime import PollerFactory, default_poller, state_path
 from protocols.timefmt import to_iso
 
 Out = Callable[[str], None]

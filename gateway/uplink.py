@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from gateway.batch import Batch
 from gateway.clock import Clock
 from gateway.config import StationConfig
 from gateway.errors import UplinkError
@@ -32,7 +33,7 @@ from gateway.mqtt import (
     Received,
     Will,
 )
-from gateway.outbox import Batch, Outbox
+from gateway.outbox import Outbox
 from protocols import telemetry as tm
 
 log = logging.getLogger(__name__)

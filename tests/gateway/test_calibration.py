@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 
 from gateway.calibration import (
     CalibrationError,
-    CalibrationStore,
     Calibrator,
     CalSet,
     calibration_path,
     fit_linear,
     growth_factor,
 )
+from gateway.calstore import CalibrationStore
 from gateway.model import Flag, Sample
 
 T0 = 1_780_000_000.0

@@ -12,8 +12,10 @@ import urllib.request
 
 import pytest
 
-from gateway.calibration import CalibrationStore, CalSet, calibration_path
-from gateway.daemon import Gateway, state_path
+from gateway.calibration import CalSet, calibration_path
+from gateway.calstore import CalibrationStore
+from gateway.daemon import Gateway
+from gateway.runtime import state_path
 from protocols import telemetry as tm
 
 STATION = "GX-T-001"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.daemon import state_path
 from gateway.outbox import inspect
+from gateway.runtime import state_path
 from protocols import telemetry as tm
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from gateway import maintenance
-from gateway.calibration import CalibrationError, CalibrationStore, calibration_path
+from gateway.calibration import CalibrationError, calibration_path
+from gateway.calstore import CalibrationStore
 from gateway.clock import FakeClock
 from gateway.daemon import Gateway
 from gateway.model import Flag

@@ -288,7 +288,7 @@ def rows(draw):
 @given(rows(), st.text(alphabet="abcXYZ019_-", max_size=16),
        st.none() | st.integers(1, 10**6))  # fmt: skip
 def test_the_fast_encoder_writes_exactly_what_the_codec_writes(rows, epoch, floor) -> None:
-    from gateway.outbox import Batch
+    from gateway.batch import Batch
 
     b = Batch(epoch, rows[0][0], rows[-1][0], rows, floor)
     assert b.encode("GX-T-001") == tm.encode_pack(b.pack("GX-T-001"))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from gateway.calibration import CalibrationStore, CalSet, calibration_path
+from gateway.calibration import CalSet, calibration_path
+from gateway.calstore import CalibrationStore
 from gateway.outbox import Outbox
 
 KEYS = {"station", "sensor", "quantity", "raw", "value", "unit", "flags", "cal_version", "ts"}
