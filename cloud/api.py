@@ -383,4 +383,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         ]
 
     app.include_router(r)
+    from cloud.api_events import router as events_router  # alerts, silences, events
+
+    app.include_router(events_router(ctx))
     return app

@@ -127,6 +127,16 @@ def _mount_registry() -> None:
 _mount_registry()
 
 
+def _mount_alerts() -> None:
+    from cloud.cli_alerts import alerts, events
+
+    app.add_command(alerts, "alerts")
+    app.add_command(events, "events")
+
+
+_mount_alerts()
+
+
 @app.command()
 @click.option(
     "--obs",

@@ -106,6 +106,8 @@ class ApiPart:
             stats=service.stats,
             clock=service.clock,
             colocate=service.colocate,
+            # the alerts part is built before this one: its engine serves the event routes
+            extra={"alerts": getattr(service, "alerts_engine", None)},
         )
         self.app = create_app(ctx)
         self.server = uvicorn.Server(

@@ -23,8 +23,9 @@ from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
 from cloud.store.catalog import CatalogMixin
+from cloud.store.components import ComponentsMixin
 from cloud.store.custody import _CUSTODY_COLS, CustodyMixin
-from cloud.store.migrations import LATEST, MIGRATIONS, statements
+from cloud.store.migrations import COMPONENTS, LATEST, MIGRATIONS, statements
 from cloud.store.types import (
     Batch,
     Committed,
@@ -52,7 +53,7 @@ class StoreError(AirtraceError):
         self.retryable = retryable
 
 
-class SqlStore(CatalogMixin, CustodyMixin):
+class SqlStore(CatalogMixin, CustodyMixin, ComponentsMixin):
     """One store interface over SQL; subclasses bind it to an engine."""
 
     kind = "sql"
@@ -194,6 +195,8 @@ class SqlStore(CatalogMixin, CustodyMixin):
             raise StoreError(
                 f"the database has schema version {found}, newer than this airtrace ({LATEST})"
             )
+        for component in COMPONENTS:
+            self._migrate_component(component)
         return found
 
     # -- ingest -----------------------------------------------------------------------

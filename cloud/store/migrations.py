@@ -4,6 +4,11 @@ Each migration is a list of statements with dialect tokens (``{real}``, ``{bigin
 ``{blob}``, ``{serial}``, ``{without_rowid}``) that each back end fills in. A store applies,
 in one transaction each, every migration above the version recorded in ``schema_version``.
 Never edit a released migration: append a new one.
+
+Other components (alerts and events, ...) keep their own numbered migrations in their own
+module, named in ``COMPONENTS`` as ``"module:ATTRIBUTE"`` (the same shape as
+``MIGRATIONS``). Their versions are counted apart, per component, in the table
+``component_version``, so a component's migrations never collide with the core's.
 """
 
 from __future__ import annotations
@@ -181,6 +186,10 @@ MIGRATIONS += (
 
 LATEST: Final = MIGRATIONS[-1][0]
 
+COMPONENTS: Final[dict[str, str]] = {
+    "alerts": "cloud.alerts_schema:MIGRATIONS",
+}
+
 SQLITE_TOKENS: Final = {
     "real": "REAL",
     "bigint": "INTEGER",
@@ -195,6 +204,17 @@ POSTGRES_TOKENS: Final = {
     "serial": "BIGSERIAL PRIMARY KEY",
     "without_rowid": "",
 }
+
+
+def component_migrations(name: str) -> tuple[tuple[int, str, tuple[str, ...]], ...]:
+    """The migrations of one component, imported from where ``COMPONENTS`` names them."""
+    import importlib
+
+    module, _, attr = COMPONENTS[name].partition(":")
+    found: tuple[tuple[int, str, tuple[str, ...]], ...] = getattr(
+        importlib.import_module(module), attr
+    )
+    return found
 
 
 def statements(version: int, tokens: dict[str, str]) -> list[str]:

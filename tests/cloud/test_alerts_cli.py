@@ -1,0 +1,84 @@
+"""``airtrace cloud alerts ...`` and ``airtrace cloud events ...`` through the real command
+line, on a store an event was opened in."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloud.alert_types import Alert, fingerprint
+from cloud.events import Workflow
+from cloud.events_store import EventsDb
+from cloud.places import Places
+from cloud.store import open_store
+from tests.cloud.alerting import world
+from tests.cloud.test_alerts_rules import readme_rules
+
+
+@pytest.mark.slow
+def test_a_person_walks_an_event_from_the_command_line(tmp_path: Path, cli: object) -> None:
+    run: Any = cli
+    rules = readme_rules(tmp_path)
+    conf = tmp_path / "cloud.toml"
+    conf.write_text(
+        f'[store]\nurl = "sqlite:///{tmp_path}/c.db"\n[ingest]\nenabled = false\n'
+        f'[alerts]\nenabled = true\nrules = "{rules.name}"\n'
+    )
+    with open_store(f"sqlite:///{tmp_path}/c.db") as store:
+        world(store)
+        labels = {"alertname": "site-pm10-5min", "site": "SITE-1", "cell": "g0_0"}
+        a = Alert(
+            fingerprint(labels),
+            "site-pm10-5min",
+            "threshold",
+            {**labels, "level": "orange"},
+            "orange",
+            annotations={"summary": "PM10 high"},
+        )
+        flow = Workflow(EventsDb(store), assignee=Places(store, None).assignee)
+        ev = flow.on_alert(a, (500.0, 500.0))
+        assert ev is not None
+    c = ["-c", str(conf)]
+    wang = run(
+        "cloud", "alerts", "user", "add", *c, "Wang", "--role", "officer", "--site", "SITE-1"
+    ).stdout.strip()
+    li = run(
+        "cloud", "alerts", "user", "add", *c, "Li", "--role", "officer", "--site", "SITE-2"
+    ).stdout.strip()
+    assert wang.startswith("at_") and wang != li
+    listed = run("cloud", "events", "list", *c, "--token", wang, "--json")
+    assert [json.loads(x)["id"] for x in listed.stdout.splitlines()] == [ev.id]
+    refused = run("cloud", "events", "acknowledge", *c, ev.id, "--token", li)
+    assert refused.code == 1 and "Li (officer) may not acknowledge" in refused.stderr
+    for args in (
+        ("acknowledge", ev.id, "--token", wang),
+        ("rectify", ev.id, "--token", wang, "--note", "spoil heap covered"),
+    ):
+        r = run("cloud", "events", *args[:1], *c, *args[1:])
+        assert r.code == 0, r.stderr
+    bad = run("cloud", "events", "verify", *c, ev.id, "--fail")
+    assert bad.code == 2 and "needs a note" in bad.stderr
+    ok = run("cloud", "events", "verify", *c, ev.id, "--pass", "--as", "desk-zhang")
+    assert ok.code == 0 and f"{ev.id} closed" in ok.stdout
+    shown = json.loads(run("cloud", "events", "show", *c, ev.id, "--json").stdout)
+    trail = [(e["actor"], e["action"]) for e in shown["log"]]
+    assert trail[-3:] == [("Wang", "acknowledge"), ("Wang", "rectify"), ("desk-zhang", "verify")]
+    assert ("Li", "denied") in trail
+    s = run(
+        "cloud",
+        "alerts",
+        "silence",
+        "add",
+        *c,
+        "--match",
+        'station="MICRO-1"',
+        "--duration",
+        "2h",
+        "--comment",
+        "filter change",
+    ).stdout.split()[0]
+    listed = run("cloud", "alerts", "silence", "list", *c, "--json").stdout
+    assert json.loads(listed.splitlines()[0])["id"] == s
