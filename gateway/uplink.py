@@ -243,6 +243,10 @@ class Uplink:
             extra["name"] = st.name
         if st.site:
             extra["site"] = st.site
+        if self.config.actuators:  # what the centre may order (e.g. the site's spray)
+            extra["actuators"] = [
+                {"name": a.name, "max_on_s": a.max_on_s} for a in self.config.actuators
+            ]
         if self.describe is not None:
             extra.update(self.describe())
         sensors = tuple(

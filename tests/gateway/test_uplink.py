@@ -69,9 +69,19 @@ class Rig:
         self.box.close()
 
 
+SITE = """
+[[actuator]]
+name = "spray"
+transport = "modbus-tcp"
+address = "127.0.0.1:5030"
+coil = 0
+max_on_s = 900
+"""
+
+
 @pytest.fixture
 def rig(make_config, broker):
-    r = Rig(make_config(mqtt=broker.url, uplink="batch_max = 100"))
+    r = Rig(make_config(mqtt=broker.url, uplink="batch_max = 100", extra=SITE))
     yield r
     r.stop()
 
@@ -155,6 +165,8 @@ def test_status_is_retained_and_describes_the_station(rig: Rig, broker) -> None:
         assert (st.kind, st.lat, st.lon, st.inlet_height_m) == ("micro", 34.8123, 113.5521, 3.5)
         assert [s["name"] for s in st.sensors] == ["pm", "met"]
         assert st.epoch == rig.box.epoch and st.version == "test"
+        # the centre orders a site's spray only at gateways that report one
+        assert st.extra["actuators"] == [{"name": "spray", "max_on_s": 900.0}]
     finally:
         watcher.stop()
 
