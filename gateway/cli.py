@@ -6,8 +6,6 @@ from pathlib import Path
 
 import click
 
-from protocols.errors import InputError
-
 config_option = click.option(
     "--config",
     "-c",
@@ -19,10 +17,6 @@ config_option = click.option(
 )
 
 
-def _todo(verb: str) -> InputError:
-    return InputError(f"'airtrace gateway {verb}' is not implemented yet")
-
-
 @click.group(no_args_is_help=True)
 def app() -> None:
     """Edge gateway: run the daemon, and the technician's tools to scan, probe, read and check."""
@@ -31,8 +25,11 @@ def app() -> None:
 @app.command()
 @config_option
 def run(config: Path) -> None:
-    """Run the gateway daemon for one station until SIGTERM."""
-    raise _todo("run")
+    """Run the gateway daemon for one station until SIGTERM: poll, calibrate, flag, keep
+    every reading in the outbox until the centre confirms it, publish, obey commands."""
+    from gateway.daemon import run_daemon
+
+    run_daemon(config)
 
 
 @app.command()
@@ -41,7 +38,246 @@ def run(config: Path) -> None:
 @click.option("--json", "json_out", is_flag=True, help="One JSON object per reading on stdout.")
 def read(config: Path, once: bool, json_out: bool) -> None:
     """Poll every sensor of the station and print calibrated, flagged readings."""
-    raise _todo("read")
+    from gateway.readout import read_command
+
+    read_command(config, once=once, json_out=json_out, out=click.echo)
+
+
+# -- gateway-core's tools: doctor, status, calibrate (logic in doctor.py, readout.py,
+# maintenance.py) --
+
+
+@app.command()
+@config_option
+@click.option("--no-devices", is_flag=True, help="Skip polling the devices.")
+def doctor(config: Path, no_devices: bool) -> None:
+    """Check config, devices, broker and credentials, clock, disk, outbox backlog and
+    calibration: one PASS/WARN/FAIL line each, with the fix. Exit 1 if a check fails."""
+    from gateway.doctor import doctor as run_doctor
+
+    raise click.exceptions.Exit(run_doctor(config, out=click.echo, skip_devices=no_devices))
+
+
+@app.command()
+@config_option
+@click.option("--json", "json_out", is_flag=True, help="One JSON object instead of lines.")
+def status(config: Path, json_out: bool) -> None:
+    """What the running daemon does: uplink, outbox backlog, devices, actuators,
+    calibration (read-only; the daemon is not disturbed)."""
+    from gateway.readout import status_command
+
+    status_command(config, json_out=json_out, out=click.echo)
+
+
+@app.group()
+def calibrate() -> None:
+    """Calibrate a sensor: zero and span checks, multi-point sets, history and rollback.
+    Readings taken during a zero or span session are flagged C."""
+
+
+def _target(f):  # type: ignore[no-untyped-def]
+    f = click.option("--quantity", "-q", required=True, help="Quantity, e.g. pm25 or no2.")(f)
+    f = click.option("--sensor", "-s", required=True, help="Sensor name from the config.")(f)
+    return config_option(f)
+
+
+def _session(f):  # type: ignore[no-untyped-def]
+    f = click.option(
+        "--settle",
+        "settle_s",
+        type=click.FloatRange(0),
+        default=60.0,
+        show_default=True,
+        help="Seconds at the start of the session left out of the mean.",
+    )(f)
+    return click.option(
+        "--duration",
+        "duration_s",
+        type=click.FloatRange(1),
+        default=300.0,
+        show_default=True,
+        help="Seconds the session gathers readings.",
+    )(f)
+
+
+def _print_set(cs) -> None:  # type: ignore[no-untyped-def]
+    click.echo(
+        f"{cs.sensor}/{cs.quantity} v{cs.version} stored: {cs.kind} {cs.describe()} [{cs.source}]"
+    )
+
+
+@calibrate.command()
+@_target
+@_session
+@click.option(
+    "--reference",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="What the zero gas or filter really is, in the quantity's unit.",
+)
+def zero(
+    config: Path, sensor: str, quantity: str, duration_s: float, settle_s: float, reference: float
+) -> None:
+    """Zero check: with zero air on the inlet, move the offset so the mean reads zero."""
+    from gateway import config as gwconfig
+    from gateway import maintenance
+
+    cs = maintenance.zero(
+        gwconfig.load(config),
+        sensor,
+        quantity,
+        reference=reference,
+        duration_s=duration_s,
+        settle_s=settle_s,
+        out=click.echo,
+    )
+    _print_set(cs)
+
+
+@calibrate.command()
+@_target
+@_session
+@click.option(
+    "--reference",
+    type=float,
+    required=True,
+    help="The span gas concentration (or reference value), in the quantity's unit.",
+)
+def span(
+    config: Path, sensor: str, quantity: str, duration_s: float, settle_s: float, reference: float
+) -> None:
+    """Span check: with span gas on the inlet, set the slope through the zero and span."""
+    from gateway import config as gwconfig
+    from gateway import maintenance
+
+    cs = maintenance.span(
+        gwconfig.load(config),
+        sensor,
+        quantity,
+        reference=reference,
+        duration_s=duration_s,
+        settle_s=settle_s,
+        out=click.echo,
+    )
+    _print_set(cs)
+
+
+@calibrate.command()
+@_target
+@click.option(
+    "--point",
+    "pairs",
+    multiple=True,
+    metavar="RAW=REF",
+    help="A raw reading and its reference value (repeatable).",
+)
+@click.option(
+    "--file",
+    "csv_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV with columns raw,ref (e.g. a co-location period).",
+)
+@click.option(
+    "--fit",
+    type=click.Choice(["piecewise", "linear"]),
+    default="piecewise",
+    show_default=True,
+    help="Through the points, or a least-squares line.",
+)
+@click.option(
+    "--kappa",
+    type=click.FloatRange(0, 2),
+    default=None,
+    help="Add the kappa-Koehler humidity correction (optical PM; linear fit).",
+)
+@click.option(
+    "--source",
+    type=click.Choice(["manual", "colocation", "factory"]),
+    default="manual",
+    show_default=True,
+    help="Where the points come from.",
+)
+@click.option(
+    "--effective",
+    default=None,
+    metavar="ISO",
+    help="When the set takes effect (ISO 8601; default now).",
+)
+@click.option("--note", default=None, help="A note kept in the history.")
+def points(
+    config: Path,
+    sensor: str,
+    quantity: str,
+    pairs: tuple[str, ...],
+    csv_file: Path | None,
+    fit: str,
+    kappa: float | None,
+    source: str,
+    effective: str | None,
+    note: str | None,
+) -> None:
+    """Multi-point calibration from (raw, reference) pairs."""
+    from gateway import config as gwconfig
+    from gateway import maintenance
+    from protocols.timefmt import parse_iso
+
+    pts = maintenance.read_points(pairs, csv_file)
+    cs = maintenance.points(
+        gwconfig.load(config),
+        sensor,
+        quantity,
+        pts,
+        fit=fit,
+        kappa=kappa,
+        source=source,
+        effective=None if effective is None else parse_iso(effective),
+        note=note,
+    )
+    _print_set(cs)
+
+
+@calibrate.command()
+@config_option
+@click.option("--json", "json_out", is_flag=True, help="One JSON object per set.")
+def show(config: Path, json_out: bool) -> None:
+    """The calibration in force for every sensor and quantity."""
+    from gateway import config as gwconfig
+    from gateway import maintenance
+
+    maintenance.show(gwconfig.load(config), json_out=json_out, out=click.echo)
+
+
+@calibrate.command()
+@config_option
+@click.option("--sensor", "-s", default=None, help="Only this sensor.")
+@click.option("--quantity", "-q", default=None, help="Only this quantity.")
+@click.option("--json", "json_out", is_flag=True, help="One JSON object per version.")
+def history(config: Path, sensor: str | None, quantity: str | None, json_out: bool) -> None:
+    """Every calibration version ever stored, oldest first."""
+    from gateway import config as gwconfig
+    from gateway import maintenance
+
+    maintenance.history(
+        gwconfig.load(config), sensor=sensor, quantity=quantity, json_out=json_out, out=click.echo
+    )
+
+
+@calibrate.command()
+@_target
+@click.option(
+    "--to",
+    "to",
+    type=click.IntRange(1),
+    default=None,
+    help="The version to restore (default: the one before the current).",
+)
+def rollback(config: Path, sensor: str, quantity: str, to: int | None) -> None:
+    """Put an earlier version back in force (as a new version: the history stays)."""
+    from gateway import config as gwconfig
+    from gateway import maintenance
+
+    _print_set(maintenance.rollback(gwconfig.load(config), sensor, quantity, to=to))
 
 
 # -- the technician's tools: scan, probe, live (logic in gateway/scan.py, probe.py, live.py) --
