@@ -28,6 +28,7 @@ from typing import Any
 
 from cloud.hourly import HourlyJob, HourResult
 from cloud.inversion_types import SITE_KINDS, InversionConfig, SiteRow
+from cloud.map_heat import heat_layers
 from protocols.geo import Origin, to_local
 
 AUTO_MARGIN_M = 500.0
@@ -88,8 +89,9 @@ def make_part(service: Any) -> Any:
             met.extend(m)
         return obs, met, registry_sites(service.store, origin)
 
-    def save(res: HourResult) -> None:
-        service.save_inversion(res.hour_start, res, quantity)
+    def save(res: HourResult) -> None:  # with the map's heat layers (cloud.map_heat)
+        service.save_inversion(res.hour_start, {**res.to_json(), "heat": heat_layers(res.result)},
+                               quantity)
 
     def hits(res: HourResult) -> None:
         service.sources_found(res.hour_start, res.result)
