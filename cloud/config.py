@@ -93,6 +93,8 @@ class ApiConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     tokens: tuple[str, ...] = field(default=(), repr=False)
+    map_tiles: str | None = None  # the one-map page's basemap: an XYZ tile URL template
+    map_attribution: str = ""
 
     @property
     def listen(self) -> str:
@@ -352,8 +354,19 @@ def _api(t: Table, *, present: bool) -> ApiConfig:
             "listen",
             f"{host} is not a loopback address: give tokens or token_file so the API is not open",
         )
+    tiles = t.text("map_tiles", None)
+    if tiles is not None and not (
+        re.match(r"^(https?://|/)", tiles) and all(k in tiles for k in ("{z}", "{x}", "{y}"))
+    ):
+        raise t.error(
+            "map_tiles", f"must be an http(s):// or /path URL with {{z}}, {{x}}, {{y}}: {tiles!r}"
+        )
+    attribution = t.text("map_attribution", "")
     t.done()
-    return ApiConfig(enabled=enabled, host=host, port=port, tokens=tuple(tokens))
+    return ApiConfig(
+        enabled=enabled, host=host, port=port, tokens=tuple(tokens), map_tiles=tiles,
+        map_attribution=attribution,
+    )
 
 
 def _hj212(t: Table, *, present: bool) -> Hj212Config:

@@ -107,7 +107,8 @@ class ApiPart:
             clock=service.clock,
             colocate=service.colocate,
             # the alerts part is built before this one: its engine serves the event routes
-            extra={"alerts": getattr(service, "alerts_engine", None)},
+            extra={"alerts": getattr(service, "alerts_engine", None),
+                   "map": {"tiles": cfg.map_tiles, "attribution": cfg.map_attribution}},
         )
         self.app = create_app(ctx)
         self.server = uvicorn.Server(
