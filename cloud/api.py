@@ -386,4 +386,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     from cloud.api_events import router as events_router  # alerts, silences, events
 
     app.include_router(events_router(ctx))
+    from cloud.api_map import install as install_map  # the one-map page (/map/) and its routes
+
+    install_map(app, ctx, auth)
     return app
