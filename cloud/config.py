@@ -63,6 +63,7 @@ class MqttConfig:
     keepalive_s: int = 30
     session_expiry_s: int = 86_400
     receive_max: int = 500
+    protocol: str = "5"  # "5" or "3.1.1" (brokers without MQTT 5, e.g. the embedded amqtt)
 
     @property
     def up_filter(self) -> str:
@@ -330,7 +331,10 @@ def _mqtt(t: Table) -> MqttConfig:
         keepalive_s=t.integer("keepalive_s", 30, min=5, max=3600),
         session_expiry_s=t.integer("session_expiry_s", 86_400, min=60),
         receive_max=t.integer("receive_max", 500, min=1, max=65_535),
+        protocol=t.text("protocol", "5", choices=("5", "3.1.1")),
     )
+    if cfg.protocol != "5" and share is not None:
+        raise t.error("share_group", 'shared subscriptions need protocol = "5"')
     t.done()
     return cfg
 

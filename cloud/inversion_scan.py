@@ -328,8 +328,16 @@ def _rate_variance(info: np.ndarray, sc2: np.ndarray, n_t: int) -> np.ndarray:
     tri = np.eye(n_t) - 1.0 / n_t
     out = np.zeros((n_k, n_s))
     for s in range(n_s):
-        prec = info[:, s, :, None] * np.eye(n_t)[None] + tri[None] / sc2[:, s, None, None]
-        prec += 1e-12 * np.eye(n_t)[None]
-        cov1 = np.linalg.solve(prec, np.ones((n_k, n_t, 1)))[:, :, 0]
+        prior = tri[None] / np.maximum(sc2[:, s], 1e-300)[:, None, None]
+        prec = np.nan_to_num(info[:, s, :, None]) * np.eye(n_t)[None] + prior
+        # a relative ridge: a cell no station sees (no information in any hour) gets an
+        # enormous variance instead of a singular matrix
+        scale = np.maximum(np.abs(np.diagonal(prec, axis1=1, axis2=2)).max(axis=1), 1e-300)
+        prec += (1e-12 * scale)[:, None, None] * np.eye(n_t)[None]
+        ones = np.ones((n_k, n_t, 1))
+        try:
+            cov1 = np.linalg.solve(prec, ones)[:, :, 0]
+        except np.linalg.LinAlgError:  # still singular somewhere: the pseudo-inverse
+            cov1 = (np.linalg.pinv(prec) @ ones)[:, :, 0]
         out[:, s] = cov1.sum(axis=1) / n_t**2
     return out

@@ -65,8 +65,10 @@ class MqttClient:
         on_connect: Callable[[bool], None] | None = None,
         clock: Callable[[], float] = time.time,
         client_id: str | None = None,
+        persistent: bool = True,
     ) -> None:
         self.cfg = cfg
+        self.persistent = persistent
         self._on_message_cb = on_message
         self._on_connect_cb = on_connect
         self._subs = list(subscriptions)
@@ -82,7 +84,8 @@ class MqttClient:
         c = paho.Client(
             paho.CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
-            protocol=paho.MQTTv5,
+            protocol=paho.MQTTv5 if cfg.protocol == "5" else paho.MQTTv311,
+            clean_session=None if cfg.protocol == "5" else not persistent,
         )
         c.manual_ack_set(manual_ack)
         c.max_queued_messages_set(10_000)  # outgoing; the database is the real backlog
@@ -103,20 +106,26 @@ class MqttClient:
         self._client = c
 
     # -- lifecycle --------------------------------------------------------------------
-    def start(self, *, persistent: bool = True) -> None:
-        """Connect in the background (and keep reconnecting); ``persistent`` resumes the
-        session of this client id, else a fresh session that ends with the connection."""
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.cfg.session_expiry_s if persistent else 0
-        props.ReceiveMaximum = self.cfg.receive_max
+    def start(self) -> None:
+        """Connect in the background (and keep reconnecting); a ``persistent`` client resumes
+        the session of its client id, else a fresh session that ends with the connection."""
+        persistent = self.persistent
         try:
-            self._client.connect_async(
-                self.cfg.host,
-                self.cfg.port,
-                keepalive=self.cfg.keepalive_s,
-                clean_start=not persistent,
-                properties=props,
-            )
+            if self.cfg.protocol == "5":
+                props = Properties(PacketTypes.CONNECT)
+                props.SessionExpiryInterval = self.cfg.session_expiry_s if persistent else 0
+                props.ReceiveMaximum = self.cfg.receive_max
+                self._client.connect_async(
+                    self.cfg.host,
+                    self.cfg.port,
+                    keepalive=self.cfg.keepalive_s,
+                    clean_start=not persistent,
+                    properties=props,
+                )
+            else:  # MQTT 3.1.1: the session persists by clean_session=False
+                self._client.connect_async(
+                    self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s
+                )
         except (OSError, ValueError) as exc:
             raise MqttError(f"mqtt {self.cfg.url}: {exc}") from exc
         self._client.loop_start()
@@ -250,9 +259,12 @@ def publish_once(cfg: MqttConfig, topic: str, payload: bytes, *, timeout: float 
     import os
 
     client = MqttClient(
-        cfg, on_message=lambda m: None, client_id=f"{cfg.client_id}-cli-{os.getpid()}"
+        cfg,
+        on_message=lambda m: None,
+        client_id=f"{cfg.client_id}-cli-{os.getpid()}",
+        persistent=False,
     )
-    client.start(persistent=False)
+    client.start()
     try:
         if not client.wait_connected(timeout):
             raise MqttError(f"mqtt {cfg.url}: no connection within {timeout:g} s")

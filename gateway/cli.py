@@ -23,13 +23,23 @@ def app() -> None:
 
 
 @app.command()
-@config_option
-def run(config: Path) -> None:
-    """Run the gateway daemon for one station until SIGTERM: poll, calibrate, flag, keep
-    every reading in the outbox until the centre confirms it, publish, obey commands."""
+@click.option(
+    "--config",
+    "-c",
+    "configs",
+    required=True,
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="STATION.toml",
+    help="Station config file (TOML). Repeat it to run several stations in one process.",
+)
+def run(configs: tuple[Path, ...]) -> None:
+    """Run the gateway daemon for one station (or several, one thread each) until SIGTERM:
+    poll, calibrate, flag, keep every reading in the outbox until the centre confirms it,
+    publish, obey commands."""
     from gateway.daemon import run_daemon
 
-    run_daemon(config)
+    run_daemon(*configs)
 
 
 @app.command()

@@ -22,6 +22,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,7 @@ from gateway.runtime import (
     write_atomic,
 )
 from gateway.uplink import Uplink, mqtt_settings
-from protocols.errors import AirtraceError
+from protocols.errors import AirtraceError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ TICK_S = 1.0
 BOUND_EVERY_S = 10.0
 STATE_EVERY_S = 2.0
 STORE_RETRY_S = 5.0
+SHUTDOWN_SEND_S = 5.0  # real seconds the last readings get to go out on a clean stop
 MAX_PENDING = 100_000  # readings waiting in memory while the outbox cannot take them
 EVENTS_PER_STEP = 5_000
 
@@ -201,10 +203,18 @@ class Gateway:
         self._stop_poller()
         self._drain(0)
         self._store(force=True)
-        self.uplink.pump()  # the last readings go out now; the next start resends if need be
+        # the last readings go out now (real seconds: a network wait does not get shorter
+        # when simulated time runs faster); the next start resends whatever is not confirmed
+        deadline = time.monotonic() + SHUTDOWN_SEND_S
+        self.uplink.pump(flush=True)
+        while self.outbox.next_id > self.outbox.cursor and time.monotonic() < deadline:
+            ev = self._get(0.05)
+            if ev is not None:
+                self._dispatch(ev)
+            if not self.uplink.pump(flush=True) and not self.uplink.connected:
+                break
         pub = self.uplink.goodbye()
-        deadline = self.clock.monotonic() + 2.0
-        while pub is not None and self.clock.monotonic() < deadline:
+        while pub is not None and time.monotonic() < deadline + 2.0:
             ev = self._get(0.05)
             if ev is not None:
                 self._dispatch(ev)
@@ -506,11 +516,52 @@ class Gateway:
         self.poller.start()
 
 
-def run_daemon(path: Path) -> None:
-    """``airtrace gateway run``: load the config, run until SIGTERM."""
+def run_daemon(*paths: Path) -> None:
+    """``airtrace gateway run``: load the configs, run until SIGTERM.
+
+    One config is one station's daemon. Several configs run several stations in one process
+    (a small computer serving a few stations, or the demo): each ``Gateway`` keeps its own
+    outbox, MQTT session and poller in its own thread; SIGTERM stops them all, cleanly. Every
+    config is loaded (and checked) before any station starts.
+    """
     from gateway.clock import clock_from_env
 
-    cfg = gwconfig.load(path)
-    gw = Gateway(cfg, clock=clock_from_env())
-    gw.install_signal_handlers()
-    gw.run()
+    configs = [gwconfig.load(p) for p in paths]
+    ids = [c.station.id for c in configs]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ConfigError(f"station {dup[0]} is given twice")
+    outboxes = [str(c.outbox.path.resolve()) for c in configs]
+    if len(set(outboxes)) != len(outboxes):
+        raise ConfigError("two stations share one outbox file")
+    clock = clock_from_env()
+    if len(configs) == 1:
+        gw = Gateway(configs[0], clock=clock)
+        gw.install_signal_handlers()
+        gw.run()
+        return
+    gateways: list[Gateway] = []
+    try:
+        for cfg in configs:
+            gateways.append(Gateway(cfg, clock=clock))
+    except BaseException:
+        for gw in gateways:
+            gw.shutdown()
+        raise
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _s, _f: stop.set())
+    threads = [
+        threading.Thread(target=gw.run, name=f"gateway-{gw.config.station.id}", daemon=True)
+        for gw in gateways
+    ]
+    for t in threads:
+        t.start()
+    log.info("running %d stations: %s", len(gateways), ", ".join(ids))
+    while not stop.wait(0.5):
+        if not any(t.is_alive() for t in threads):
+            break
+    for gw in gateways:
+        gw.request_stop()
+    for t in threads:
+        t.join()

@@ -173,8 +173,9 @@ class Uplink:
     def connected(self) -> bool:
         return self._gen is not None and self.link.connected
 
-    def pump(self, budget: int = 50) -> int:
-        """Publish up to ``budget`` packs; returns how many went out."""
+    def pump(self, budget: int = 50, *, flush: bool = False) -> int:
+        """Publish up to ``budget`` packs; returns how many went out. ``flush`` sends a
+        partial pack at once instead of waiting ``batch_wait_s`` for it to fill (shutdown)."""
         if not self.connected:
             return 0
         now = self.clock.monotonic()
@@ -188,7 +189,7 @@ class Uplink:
             if waiting <= 0:
                 self._partial_since = None
                 break
-            if waiting < up.batch_max and up.batch_wait_s > 0:
+            if waiting < up.batch_max and up.batch_wait_s > 0 and not flush:
                 if self._partial_since is None:
                     self._partial_since = now
                 if now - self._partial_since < up.batch_wait_s:

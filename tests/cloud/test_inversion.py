@@ -199,3 +199,19 @@ def test_inventory_puts_the_emission_near_the_source_and_shrinks_uncertainty() -
     assert math.hypot(x - 1450.0, y - 1550.0) <= 150
     near = inv.mean[12:19, 11:18].sum()  # the 700 m x 700 m around the source
     assert near > 0.1  # positive there; a smooth prior spreads and damps a point source
+
+
+def test_cells_no_station_sees_do_not_make_the_rate_variance_singular() -> None:
+    """Two hours from a demo run: most cells have no information in either hour. The rate
+    variance solve used to raise 'Singular matrix' and lose the hour."""
+    from pathlib import Path
+
+    from cloud.invert_io import read_met, read_obs
+
+    cases = Path(__file__).resolve().parent.parent / "cases" / "inversion"
+    obs = read_obs(cases / "dark_cells_OBS.csv")
+    met = read_met(cases / "dark_cells_MET.csv")
+    res = invert(obs, met, (0.0, 0.0, 2200.0, 2200.0))
+    assert res.n_obs == len(obs) == 36
+    for s in res.sources:
+        assert math.isfinite(s.rate_g_s) and s.rate_sigma_g_s >= 0
