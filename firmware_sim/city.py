@@ -252,7 +252,8 @@ class _Planner:
             target_host, _, target_port = c.hj212.rpartition(":")
             host, port = target_host, int(target_port)
         plan.devices["dust"] = Hj212Monitor(
-            host, port, mn=_mn(ws.id), pw=HJ212_PW, name=f"{ws.id}/dust", **options
+            host, port, mn=_mn(ws.id), pw=HJ212_PW, name=f"{ws.id}/dust",
+            rtd_interval_s=c.hj212_rtd_s, minute_interval_min=c.hj212_minute_min, **options
         )
         plan.targets["dust"] = ("dust", None)
         if c.hj212 == "gateway":

@@ -13,6 +13,8 @@
     max_pty = 16                 # at most this many pty pairs (RTU lines + serial sensors)
     out = "city"                 # where the station configs go
     host = "127.0.0.1"           # where TCP devices listen
+    hj212_rtd_s = 30.0           # a dust monitor's real-time (2011) interval, simulated s
+    hj212_minute_min = 1         # its minute-data (2051) interval, minutes
 
     [city.kinds]                 # the mix of station kinds (weights)
     reference = 2
@@ -66,6 +68,8 @@ class CityConfig:
     interval_s: float = 10.0
     hj212: str = "gateway"
     pty_backend: str = "auto"
+    hj212_rtd_s: float = 30.0
+    hj212_minute_min: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.stations <= 1000:
@@ -138,6 +142,8 @@ def loads_config(text: str, *, source: str = "city.toml", base: Path | None = No
         "out": out,
         "host": c.text("host", d.host),
         "pty_backend": c.text("pty_backend", d.pty_backend, choices=("auto", "socat", "python")),
+        "hj212_rtd_s": c.number("hj212_rtd_s", d.hj212_rtd_s, min=1.0, max=86_400.0),
+        "hj212_minute_min": c.integer("hj212_minute_min", d.hj212_minute_min, min=1, max=60),
     }
     c.done()
     g = root.table("gateway")

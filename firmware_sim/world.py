@@ -404,6 +404,12 @@ class World:
         st = self.stations[self._index[station_id]]
         return self._sensors.reading(station_id, st.kind, quantity, t, true, rh)
 
+    def sensor_params(self, station_id: str, quantity: str) -> tuple[float, float, float, float]:
+        """(slope, bias, drift per 30 days, kappa) of the station's sensor for ``quantity``:
+        what a co-location campaign would find (the demo calibrates gateways with it)."""
+        st = self.stations[self._index[station_id]]
+        return self._sensors.params(station_id, st.kind, quantity)
+
     # ---------------------------------------------------------- hourly files
     def hour_starts(self, hours: int | list[int] | tuple[int, ...]) -> list[int]:
         """``hours`` as hour starts: an int n means the first n hours from ``start``."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -54,7 +55,8 @@ def demo(out: Path, minutes: float, hours: int, stations: int, seed: int, source
                        sources=sources, mqtt=mqtt_url, chaos=chaos)
     out.mkdir(parents=True, exist_ok=True)
     screen = Screen(opts)
-    logging.getLogger().setLevel(logging.WARNING)
+    _log_to(out / "demo.log")
+    signal.signal(signal.SIGTERM, _interrupt)  # stop in order on SIGTERM too
     with screen:
         d, summary = run_demo(opts, on_progress=screen.update)
     from airtrace.demo.report import write_report
@@ -63,8 +65,26 @@ def demo(out: Path, minutes: float, hours: int, stations: int, seed: int, source
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     for line in summary_lines(summary, out):
         click.echo(line)
+    if summary["interrupted"]:
+        click.echo("  (interrupted: the summary counts the run so far)")
+        raise click.exceptions.Exit(130)
     if summary["lost"] or summary["doubled"]:
         raise click.exceptions.Exit(1)
+
+
+def _interrupt(_sig: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _log_to(path: Path) -> None:
+    """The screen is the progress display: this process's log lines go to a file."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
 
 
 class Screen:
@@ -142,7 +162,8 @@ def summary_lines(s: dict[str, Any], out: Path) -> list[str]:
         f"airtrace demo: {s['stations']} stations, {s['hours']} simulated hours in "
         f"{s['wall_s']:.0f} s (seed {s['seed']}{chaos})",
         f"  readings   produced {s['readings_produced']:,}   stored {s['readings_stored']:,}   "
-        f"lost {s['lost']}   doubled {s['doubled']}",
+        f"lost {s['lost']}   doubled {s['doubled']}"
+        + (f"   (held in outboxes {s['held_in_outboxes']})" if s["held_in_outboxes"] else ""),
         f"  inversion  {s['hours_inverted']} hours",
     ]
     for src in s["sources"]:

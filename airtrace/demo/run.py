@@ -32,7 +32,13 @@ from typing import Any
 
 from airtrace.demo import tally
 from airtrace.demo.inbox import Inbox
-from airtrace.demo.scene import PERSONS_SECRET_FILE, DemoOptions, build_world, write_scene
+from airtrace.demo.scene import (
+    PERSONS_SECRET_FILE,
+    DemoOptions,
+    build_world,
+    calibrate_gateways,
+    write_scene,
+)
 from protocols.errors import AirtraceError
 
 log = logging.getLogger("airtrace.demo")
@@ -43,6 +49,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+try:  # resolved now: the child between fork and exec must not import anything
+    import ctypes
+
+    _PRCTL: Any = ctypes.CDLL(None).prctl
+except (OSError, AttributeError):  # not Linux
+    _PRCTL = None
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the demo dies, however it dies (Linux's
+    PR_SET_PDEATHSIG), so no gateway or service outlives a killed demo."""
+    if _PRCTL is not None:
+        _PRCTL(1, int(signal.SIGTERM))
 
 
 class Proc:
@@ -56,7 +77,8 @@ class Proc:
     def start(self) -> None:
         fh = self.log_path.open("ab")
         self.p = subprocess.Popen(self.args, env=self.env, stdout=fh, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
+                                  stdin=subprocess.DEVNULL, start_new_session=True,
+                                  preexec_fn=_die_with_parent)  # noqa: PLW1509 (no imports, one call)
         fh.close()
         self.starts += 1
 
@@ -142,12 +164,15 @@ class Demo:
         (self.out / "maps").mkdir(parents=True, exist_ok=True)
         self.world = build_world(opts)
         embedded = opts.mqtt is None
-        if embedded:
-            from airtrace.broker import EmbeddedBroker
-
-            self.broker = EmbeddedBroker("127.0.0.1", free_port())
+        py = [sys.executable, "-m", "airtrace", "--log-level", "warning"]
+        if embedded:  # its own process: a broker must not share a GIL with the district
+            port = free_port()
+            self.broker = Proc("broker", [sys.executable, "-m", "airtrace.broker", "--port",
+                                          str(port)], dict(os.environ),
+                               self.work / "logs" / "broker.log")
             self.broker.start()
-            mqtt_url = self.broker.url
+            mqtt_url = f"mqtt://127.0.0.1:{port}"
+            self._wait_port(port)
             self._say(f"broker: embedded amqtt on {mqtt_url}")
         else:
             mqtt_url = str(opts.mqtt)
@@ -170,17 +195,20 @@ class Demo:
             transports=("modbus-tcp", "modbus-rtu", "serial", "hj212"), rtu_every=5,
             serial_every=6, max_pty=12, out=self.work / "city", mqtt=mqtt_url,
             outbox_dir=self.work / "outbox", interval_s=opts.interval_s,
+            hj212_rtd_s=opts.interval_s, hj212_minute_min=5,
         )
         self.city = start_city(city_cfg, world=self.world, clock=self.clock)
         self._say(f"district: {len(self.world.stations)} stations, {len(self.world.sites)} "
                   f"registered sites, {len(self.world.sources)} hidden sources "
                   f"(seed {opts.seed}); {opts.hours} h in {opts.minutes:g} min (x{opts.rate:.0f})")
+        configs = sorted((self.work / "city").glob("*.toml"))
+        n_cal = calibrate_gateways(self.world, configs, now=float(self.world.start))
+        self._say(f"maintainers: {n_cal} particle-sensor calibrations (linear + humidity) "
+                  "loaded into the gateways")
         env = dict(os.environ, AIRTRACE_CLOCK=self.clock.spec, PYTHONUNBUFFERED="1")
         env.pop("AIRTRACE_DEBUG", None)
-        py = [sys.executable, "-m", "airtrace", "--log-level", "warning"]
         self.cloud = Proc("central service", [*py, "cloud", "run", "--config", str(cloud_toml)],
                           env, self.work / "logs" / "cloud.log")
-        configs = sorted((self.work / "city").glob("*.toml"))
         n = max(1, opts.per_process)
         for i in range(0, len(configs), n):
             group = configs[i : i + n]
@@ -190,10 +218,21 @@ class Demo:
             self.gateways.append(Proc(f"gateway process {i // n + 1}", args, env,
                                       self.work / "logs" / f"gateway-{i // n + 1}.log"))
         self.procs = [self.cloud, *self.gateways]
+        if self.broker is not None:
+            self.procs.insert(0, self.broker)
         for p in self.procs:
             p.start()
         self._say(f"started the central service and {len(self.gateways)} gateway processes "
                   f"({len(configs)} stations)")
+
+    @staticmethod
+    def _wait_port(port: int, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                return
+            time.sleep(0.1)
+        raise AirtraceError(f"the embedded broker did not listen on port {port}")
 
     def _add_token(self, cloud_toml: Path) -> None:
         text = cloud_toml.read_text(encoding="utf-8")
@@ -262,14 +301,13 @@ class Demo:
         self.city.stop()
         self.city = None
         # a gateway goes on recording its silent devices (flag B), so the outboxes never stay
-        # empty: wait until they are nearly so, then stop the gateways, which publish what
-        # they hold on the way out, and wait until the store holds all they ever produced
-        self._wait(lambda: p.backlog <= 50 * len(self.gateways), timeout=60.0,
-                   what="the outboxes to empty")
+        # empty: once the last hour is inverted the gateways stop, publish what they hold on
+        # the way out, and the store is waited for until it holds all they ever produced
         p.phase = "inverting"
         self._wait(lambda: self._hours_done() >= self.opts.hours, timeout=120.0,
                    what="the last hour's inversion")
-        self._walk_events()
+        for _ in range(4):  # each pass moves every open event one step on
+            self._walk_events()
         self._wait(self._orders_settled, timeout=30.0, what="the orders' acks")
         p.phase = "stopping"
         for proc in self.gateways:
@@ -349,8 +387,7 @@ class Demo:
         if self.cloud is not None:
             self.cloud.terminate()
         if self.broker is not None:
-            with contextlib.suppress(Exception):
-                self.broker.stop()
+            self.broker.terminate()
         if self.inbox is not None:
             with contextlib.suppress(Exception):
                 self.inbox.stop()
@@ -358,7 +395,7 @@ class Demo:
     def summary(self) -> dict[str, Any]:
         boxes = tally.outbox_counts(self.work / "outbox")
         db = self.work / "cloud.db"
-        custody = tally.custody_tally(boxes, db)
+        custody = tally.custody_tally(boxes, db, self.work / "outbox")
         end = int(self.world.start) + self.opts.hours * HOUR
         results = [r for r in tally.inversion_results(db)
                    if int(self.world.start) <= r["hour"] < end]
@@ -389,14 +426,21 @@ class Demo:
 def run_demo(opts: DemoOptions, on_progress: Callable[[Progress], None] | None = None
              ) -> tuple[Demo, dict[str, Any]]:
     demo = Demo(opts, on_progress=on_progress)
+    interrupted = False
     try:
         demo.setup()
         demo.run()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop in order, count what there is
+        interrupted = True
     finally:
         demo.progress.phase = "stopping"
         demo.stop()
+    if not (demo.work / "cloud.db").exists():
+        if interrupted:
+            raise KeyboardInterrupt
+        raise AirtraceError("the central store never appeared")
     try:
-        summary = demo.summary()
+        summary = demo.summary() | {"interrupted": interrupted}
     except Exception as exc:
         raise AirtraceError(f"the demo ran but could not be counted: {exc}") from exc
     return demo, summary

@@ -4,8 +4,10 @@ and the central store. Nothing here trusts a process's own counters.
 * produced: the outbox ids each gateway handed out (its ``sqlite_sequence``): every reading
   a gateway accepted, whether or not it still holds it;
 * stored: rows of the central ``readings`` table;
-* lost: produced ids of a (station, epoch) that the store does not hold, plus what an
-  outbox had to shed when full;
+* held: produced ids the store does not hold yet but the outbox still does (durable, sent
+  on the gateway's next start: in custody, not lost);
+* lost: produced ids of a (station, epoch) that neither the store nor the outbox holds,
+  plus what an outbox had to shed when full;
 * doubled: stored rows that repeat another stored row's (station, sensor, quantity, time):
   the same reading kept twice under two ids.
 """
@@ -80,21 +82,31 @@ def store_progress(db: Path) -> dict[str, int]:
     return out
 
 
-def custody_tally(outboxes: Iterable[OutboxCount], db: Path) -> dict[str, Any]:
+def _held_ids(path: Path) -> set[int]:
+    with closing(_ro(path)) as con:
+        return {int(r[0]) for r in con.execute("SELECT id FROM reading")}
+
+
+def custody_tally(outboxes: Iterable[OutboxCount], db: Path, outbox_dir: Path
+                  ) -> dict[str, Any]:
     boxes = list(outboxes)
     produced = sum(b.produced for b in boxes)
     shed = sum(b.shed for b in boxes)
     per_station: dict[str, dict[str, int]] = {}
-    missing = 0
+    missing = held_total = 0
     with closing(_ro(db)) as con:
         stored = int(con.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
         for b in boxes:
-            got = int(con.execute(
-                "SELECT COUNT(*) FROM readings WHERE station=? AND epoch=? AND id<=?",
-                (b.station, b.epoch, b.produced)).fetchone()[0])
-            gone = b.produced - got
+            have = {int(r[0]) for r in con.execute(
+                "SELECT id FROM readings WHERE station=? AND epoch=? AND id<=?",
+                (b.station, b.epoch, b.produced))}
+            absent = set(range(1, b.produced + 1)) - have
+            held = absent & _held_ids(outbox_dir / f"{b.station}.db") if absent else set()
+            gone = len(absent - held)
             missing += gone
-            per_station[b.station] = {"produced": b.produced, "stored": got, "lost": gone}
+            held_total += len(held)
+            per_station[b.station] = {"produced": b.produced, "stored": len(have),
+                                      "held": len(held), "lost": gone}
         doubled = int(con.execute(
             "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM readings "
             "GROUP BY station, sensor, quantity, ts HAVING COUNT(*) > 1)").fetchone()[0])
@@ -102,6 +114,7 @@ def custody_tally(outboxes: Iterable[OutboxCount], db: Path) -> dict[str, Any]:
     return {
         "readings_produced": produced,
         "readings_stored": stored,
+        "held_in_outboxes": held_total,
         "lost": missing + shed,
         "shed_by_full_outboxes": shed,
         "doubled": doubled,

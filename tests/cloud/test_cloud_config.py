@@ -91,6 +91,9 @@ rules = "alerts.toml"
         (MINIMAL + "[domain]\norigin_lat = 34.0\n", "go together"),
         (MINIMAL + "[hj212]\nunits = 'g/m3'\n", "must be one of"),
         (MINIMAL + "[api]\n", "not valid TOML"),
+        (MINIMAL.replace('[mqtt]\n', '[mqtt]\nprotocol = "3"\n'), "must be one of 5, 3.1.1"),
+        (MINIMAL.replace('[mqtt]\n', '[mqtt]\nprotocol = "3.1.1"\nshare_group = "g"\n'),
+         'shared subscriptions need protocol = "5"'),
     ],
 )
 def test_bad_configs_say_what_is_wrong(text: str, says: str) -> None:

@@ -130,6 +130,28 @@ def test_a_restart_resumes_the_session_and_takes_what_came_meanwhile(
         ing.stop()
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_restart_of_either_protocol_resumes_its_session(
+    sqlite_store: Store, broker, gateway: Gateway, protocol: str
+) -> None:
+    """MQTT 3.1.1 (brokers without MQTT 5, the demo's amqtt) keeps the session by
+    clean_session=False: what came while the ingest was away is still taken."""
+    ing = make_ingest(sqlite_store, broker.url, protocol=protocol)
+    ing.start()
+    assert ing.wait_connected(10)
+    gateway.telemetry("GX-7", [1])
+    wait_for(lambda: gateway.upto("GX-7") == 1, what="first pack")
+    ing.stop()
+    gateway.telemetry("GX-7", [2, 3])
+    ing = make_ingest(sqlite_store, broker.url, protocol=protocol)
+    ing.start()
+    try:
+        wait_for(lambda: gateway.upto("GX-7") == 3, what="the queued pack")
+    finally:
+        ing.stop()
+    assert sqlite_store.reading_count("GX-7") == 3
+
+
 def test_shared_subscription_still_sees_retained_statuses(
     sqlite_store: Store, broker, gateway: Gateway
 ) -> None:

@@ -162,10 +162,12 @@ def test_serial_particle_sensors_stream(city) -> None:
 def test_district_file_is_strict(tmp_path: Path) -> None:
     config = loads_config(
         '[city]\nseed = 3\nstations = 30\nstart = "2026-06-01T00:00:00Z"\nrate = 120\n'
+        'hj212_rtd_s = 300\nhj212_minute_min = 10\n'
         '[city.kinds]\nmicro = 3\ndust = 1\n[gateway]\nhj212 = "10.0.0.5:9000"\n',
         base=tmp_path,
     )
     assert (config.seed, config.stations, config.rate) == (3, 30, 120.0)
+    assert (config.hj212_rtd_s, config.hj212_minute_min) == (300.0, 10)
     assert config.kinds == {"micro": 3.0, "dust": 1.0} and config.out == tmp_path / "city"
     assert config.start == 1_780_272_000.0
     for text, message in (
@@ -174,6 +176,7 @@ def test_district_file_is_strict(tmp_path: Path) -> None:
         ('[city]\ntransports = ["serial"]\n', "needs modbus-tcp or modbus-rtu"),
         ('[gateway]\nhj212 = "somewhere"\n', '"gateway" or host:port'),
         ("[city.kinds]\nfactory = 2\n", "unknown kind 'factory'"),
+        ("[city]\nhj212_minute_min = 0\n", "hj212_minute_min"),
     ):
         with pytest.raises(ConfigError, match=re.escape(message)):
             loads_config(text, source="d.toml")

@@ -104,3 +104,48 @@ def test_sigterm_stops_cleanly(make_config, broker, watcher, devices) -> None:
     status.wait(lambda: tm.decode_status(status.got[-1].payload).state == "offline")
     state = json.loads(state_path(cfg).read_text())
     assert state["state"] == "stopped" and state["pid"] == proc.pid
+
+
+def test_one_process_runs_several_stations_and_stops_them_all(
+    tmp_path: Path, broker, watcher, devices
+) -> None:
+    """``gateway run --config A --config B``: each station its own outbox, session and
+    status; SIGTERM stops both cleanly. A station given twice is refused before any starts."""
+    from tests.gateway.conftest import station_toml
+
+    ids = ("GX-T-101", "GX-T-102")
+    paths = []
+    for sid in ids:
+        d = tmp_path / sid
+        d.mkdir()
+        text = station_toml(d, mqtt=broker.url, sensors=devices.sensors()).replace(STATION, sid)
+        (d / "station.toml").write_text(text)
+        paths.append(d / "station.toml")
+    status = watcher(*(tm.topic(sid, tm.UP_STATUS) for sid in ids))
+    args = [sys.executable, "-m", "airtrace", "gateway", "run"]
+    twice = subprocess.run([*args, "-c", str(paths[0]), "-c", str(paths[0])], env={
+        **os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60,
+        check=False)
+    assert twice.returncode == 2 and "given twice" in twice.stderr
+    log = open(tmp_path / "gateway.log", "ab")  # noqa: SIM115 - the child writes it
+    proc = subprocess.Popen([*args, "-c", str(paths[0]), "-c", str(paths[1])],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=log)
+    log.close()
+    try:
+        def online() -> set[str]:
+            return {e.topic.split("/")[2] for e in status.got
+                    if tm.decode_status(e.payload).state == "online"}
+
+        status.wait(lambda: online() == set(ids))
+        wait(lambda: all(inspect(p.parent / "outbox.db").next_id > 3 for p in paths))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = (tmp_path / "gateway.log").read_text()
+    assert "Traceback" not in err
+    assert all(f"gateway {sid} stopped" in err for sid in ids)
+    epochs = {inspect(p.parent / "outbox.db").epoch for p in paths}
+    assert len(epochs) == 2  # two outboxes, two epochs
