@@ -417,8 +417,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", metavar="NAME", help="run only these benches")
     ap.add_argument("--list", action="store_true", help="list the benches and their sizes")
     ap.add_argument("--table", action="store_true", help="also print a Markdown table (stderr)")
+    ap.add_argument("--from", dest="given", type=Path, metavar="JSON",
+                    help="run nothing: print the table of a document written before")  # fmt: skip
     args = ap.parse_args(argv)
     plan = list(PLAN)
+    if args.given is not None:
+        print(table(json.loads(args.given.read_text(encoding="utf-8"))))
+        return 0
     if args.list:
         for b in plan:
             print(" ".join([b.name, *b.args]))
