@@ -104,6 +104,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA, help="folder with PGARCS.txt")
     args = ap.parse_args()
+    missing = [f for f in ("PGARCS.txt", "modelParamList.txt") if not (args.data / f).is_file()]
+    if missing:
+        ap.exit(2, f"prairie_grass: no {' or '.join(missing)} in {args.data}; "
+                   "give the Project Prairie Grass folder with --data\n")  # fmt: skip
     arcs = read_arcs(args.data / "PGARCS.txt")
     met = read_met(args.data / "modelParamList.txt")
     obs, pred, classes = predict(arcs, met, "obukhov")
