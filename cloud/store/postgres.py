@@ -3,10 +3,11 @@
 One connection per thread in autocommit mode; writes run in ``conn.transaction()``. A batch's
 readings go in as one binary ``COPY`` into the session's temporary staging table
 (``readings_in``, emptied at every commit), then one ``INSERT ... SELECT ... ON CONFLICT DO
-NOTHING`` into ``readings`` — so a resend stays a no-op, exactly as before. Several workers may share the database: the custody row is locked
-(``FOR UPDATE``) while the watermark moves, rows are inserted in key order so concurrent
-batches cannot deadlock on each other's keys, and a deadlock or serialization failure is
-retried. A lost connection is dropped and made anew on the next try.
+NOTHING`` into ``readings`` — so a resend stays a no-op, exactly as before. Several workers
+may share the database: the custody row is locked (``FOR UPDATE``) while the watermark moves,
+rows are inserted in key order so concurrent batches cannot deadlock on each other's keys,
+and a deadlock or serialization failure is retried. A lost connection is dropped and made
+anew on the next try.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ _COPY = f"COPY readings_in ({_COLS}) FROM STDIN (FORMAT BINARY)"
 # key order, so concurrent batches of several workers cannot deadlock on each other's keys;
 # the per-(station, epoch) counts of what was new come back, not the rows
 _MERGE = (
-    "WITH ins AS ("
+    "WITH ins AS ("  # noqa: S608 - only the fixed column list is spliced in
     f"INSERT INTO readings ({_COLS}, received) "
     f"SELECT {_COLS}, %s::float8 FROM readings_in ORDER BY station, epoch, id "
     "ON CONFLICT (station, epoch, id) DO NOTHING RETURNING station, epoch) "
