@@ -568,13 +568,10 @@ def _fast_rows(payload: bytes | str, station: str) -> PackRows:
         raise _Doubt
     _finite([r for r in raws if r is not None] if type(None) in kinds else raws)
     cals = _column(data, "cal", 0)
-    kinds = set(map(type, cals))
-    if kinds == {str}:
-        pass
-    elif kinds <= {int, str}:
-        cals = list(map(str, cals))
-    else:
+    if not set(map(type, cals)) <= {int, str}:  # the whole column: True == 1 in a set
         raise _Doubt
+    # one calibration for the whole pack is the usual case
+    cals = [str(cals[0])] * len(cals) if len(set(cals)) == 1 else list(map(str, cals))
     ids = _column(data, "id", _MISSING)
     if set(map(type, ids)) != {int}:
         if seq is None or not set(map(type, ids)) <= {int, object}:
@@ -589,7 +586,9 @@ def _fast_rows(payload: bytes | str, station: str) -> PackRows:
         raise _Doubt
     columns = (ids, quantities, ts, values, raws, units, flags, cals, sensors, whys)
     rows: list[Row] = list(zip(*columns, strict=True))
-    if not all(map(int.__lt__, ids, islice(ids, 1, None))):  # increasing: unique and sorted
+    if ids != list(range(ids[0], ids[0] + len(ids))) and not all(
+        map(int.__lt__, ids, islice(ids, 1, None))
+    ):  # consecutive, or at least increasing: unique and sorted already
         if len(set(ids)) != len(ids):
             raise _Doubt
         rows.sort(key=itemgetter(0))

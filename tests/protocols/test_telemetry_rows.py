@@ -171,3 +171,19 @@ def test_integral_float_ids_are_taken_through_the_full_decoder() -> None:
         b'[{"bn":"urn:airtrace:GX-M-001:","bt":1780000000,"n":"pm25","u":"ug/m3","v":1,"id":7.0}]'
     )
     assert decode_rows(payload, STATION).rows[0][0] == 7
+
+
+@pytest.mark.parametrize("field", ["cal", "id", "v", "raw", "t", "q", "n", "u", "sensor"])
+@pytest.mark.parametrize("odd", [True, 1.0, None, "1", [1]])
+def test_an_odd_type_among_plain_ones_is_judged_as_decode_pack_judges_it(
+    field: str, odd: object
+) -> None:
+    """Where a set would fold ``True`` into ``1`` (or ``1.0`` into ``1``), whole columns are
+    checked, so the fast path never takes what the canonical decoder refuses."""
+    recs = tuple(
+        Record(i, "pm25", "ug/m3", T0 + i, 1.0, raw=1.0, cal=1, sensor="pm") for i in (1, 2, 3)
+    )
+    doc = json.loads(encode_pack(Pack(STATION, recs, epoch="e1")))
+    doc[1][field] = odd
+    payload = json.dumps(doc)
+    assert same(fast(payload), reference(payload))
