@@ -106,6 +106,24 @@ def test_resend_is_a_no_op_and_every_field_is_kept(store) -> None:
     assert store.reading_count("S1") == 2
 
 
+def test_a_big_batch_with_resends_inside_counts_and_keeps_each_reading_once(store) -> None:
+    """Several thousand rows (SQLite's multi-row INSERT chunks, PostgreSQL's COPY), two
+    stations, a resend of part of the batch inside the same batch and one of an earlier one;
+    then text that a text-format COPY would have to escape."""
+    commit(store, rows("B", range(1, 101)))
+    batch = [rows("A", range(1, 2346)), rows("B", range(50, 1301)), rows("A", range(2000, 2400))]
+    got = commit(store, *batch)
+    assert (got.new, got.duplicates) == (2399 + 1200, (2345 + 400 - 2399) + 51)
+    assert store.reading_count("A") == 2399
+    assert store.reading_count("B") == 1300
+    assert [r.id for r in store.iter_readings(station="A")] == list(range(1, 2400))
+    odd = "tab\there, new\nline, back\\slash, \u00b5g/m\u00b3, quote ' \" and \u2603"
+    row = (7, "pm25", T0, -0.0, None, "\u00b5g/m\u00b3", "D", "x", None, odd)
+    commit(store, PackRows("C", "e1", [row]))
+    (c7,) = store.iter_readings(station="C")
+    assert (c7.id, c7.value, c7.raw, c7.unit, c7.q, c7.cal, c7.why) == (7, 0.0, *row[4:8], odd)
+
+
 def test_epochs_keep_restarted_counts_apart(store) -> None:
     commit(store, rows("S1", [1, 2, 3], epoch="old"))
     commit(store, rows("S1", [1, 2], epoch="new"))
