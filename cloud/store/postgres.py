@@ -23,19 +23,21 @@ from cloud.store.types import Row
 
 _COLS = "station, epoch, id, quantity, ts, value, raw, unit, q, cal, sensor, why"
 _TYPES = ("text", "text", "int8", "text", "float8", "float8", "float8") + ("text",) * 5
-# a session's staging table for one batch's rows: emptied by every commit, never logged
+# a session's staging table for one batch's rows: emptied by every commit, never logged;
+# made (if need be) inside each batch's transaction, so a rolled-back one cannot lose it and a
+# read-only connection (a standby serving exports) never needs it
 _STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS readings_in (station TEXT, epoch TEXT, id BIGINT, "
     "quantity TEXT, ts DOUBLE PRECISION, value DOUBLE PRECISION, raw DOUBLE PRECISION, "
     "unit TEXT, q TEXT, cal TEXT, sensor TEXT, why TEXT) ON COMMIT DELETE ROWS"
 )
-_COPY = f"COPY readings_in ({_COLS}) FROM STDIN (FORMAT BINARY)"
+_COPY = f"COPY pg_temp.readings_in ({_COLS}) FROM STDIN (FORMAT BINARY)"
 # key order, so concurrent batches of several workers cannot deadlock on each other's keys;
 # the per-(station, epoch) counts of what was new come back, not the rows
 _MERGE = (
     "WITH ins AS ("  # noqa: S608 - only the fixed column list is spliced in
     f"INSERT INTO readings ({_COLS}, received) "
-    f"SELECT {_COLS}, %s::float8 FROM readings_in ORDER BY station, epoch, id "
+    f"SELECT {_COLS}, %s::float8 FROM pg_temp.readings_in ORDER BY station, epoch, id "
     "ON CONFLICT (station, epoch, id) DO NOTHING RETURNING station, epoch) "
     "SELECT station, epoch, COUNT(*) FROM ins GROUP BY station, epoch"
 )
@@ -72,11 +74,9 @@ class PostgresStore(SqlStore):
         self.connect_timeout_s = connect_timeout_s
 
     def _connect(self) -> Any:
-        conn = self._psycopg.connect(
+        return self._psycopg.connect(
             self._dsn, autocommit=True, connect_timeout=self.connect_timeout_s
         )
-        conn.execute(_STAGE)
-        return conn
 
     def _drop_connection(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -122,6 +122,7 @@ class PostgresStore(SqlStore):
     ) -> dict[tuple[str, str], int]:
         """Every row of the batch in one binary COPY to the session's staging table, then one
         ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` in key order."""
+        cur.execute(_STAGE)
         with cur.copy(_COPY) as copy:
             copy.set_types(_TYPES)
             write = copy.write_row
