@@ -124,6 +124,18 @@ def test_a_big_batch_with_resends_inside_counts_and_keeps_each_reading_once(stor
     assert (c7.id, c7.value, c7.raw, c7.unit, c7.q, c7.cal, c7.why) == (7, 0.0, *row[4:8], odd)
 
 
+def test_sqlite_keeps_within_a_build_with_few_bound_variables(tmp_path: Path) -> None:
+    """A SQLite built with SQLITE_MAX_VARIABLE_NUMBER = 999 (before 3.32) takes 99 rows a
+    statement, never more."""
+    import sqlite3
+
+    with open_store(f"sqlite:///{tmp_path}/few.db") as store:
+        store._conn().setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        got = commit(store, rows("A", range(1, 1235)), rows("A", range(1200, 1301)))
+        assert (got.new, got.duplicates) == (1300, 35)
+        assert [r.id for r in store.iter_readings(station="A")] == list(range(1, 1301))
+
+
 def test_epochs_keep_restarted_counts_apart(store) -> None:
     commit(store, rows("S1", [1, 2, 3], epoch="old"))
     commit(store, rows("S1", [1, 2], epoch="new"))
