@@ -1,10 +1,14 @@
 """MQTT ingest: the stations' feeds into the store, with end-to-end custody (DESIGN 4.2).
 
-paho's thread decodes each message as it arrives (``classify``) and queues it; one writer
-thread takes the queue in batches, commits each batch in one transaction, and only then
-acknowledges its messages (manual PUBACK) — so a crash at any moment loses nothing: what
-was not acknowledged is delivered again to the persistent session, and the store's key
-(station, epoch, outbox id) makes the second copy a no-op.
+Three stages, one thread each: paho's network thread only queues what arrives; the decoder
+thread turns each message into what the store takes (``classify``; packs become plain row
+tuples through ``protocols.telemetry.decode_rows``); the writer thread takes the decoded
+messages in batches, commits each batch in one transaction, and only then acknowledges its
+messages (manual PUBACK) — so a crash at any moment loses nothing: what was not
+acknowledged is delivered again to the persistent session, and the store's key (station,
+epoch, outbox id) makes the second copy a no-op. Decoding runs while the database works on
+the previous batch (SQLite and psycopg release the GIL), and paho's thread stays free to
+read the socket. The broker's ``Receive Maximum`` bounds what waits in the two queues.
 
 After commits, at most every ``watermark_interval_s`` per (station, epoch), the writer
 moves the custody watermark from the database (``Store.advance_custody``) and publishes it
@@ -29,7 +33,6 @@ from dataclasses import dataclass
 
 from cloud.config import IngestConfig, MqttConfig
 from cloud.mqtt import Message, MqttClient
-from cloud.packs import pack_rows
 from cloud.store import Store, StoreError
 from cloud.store.types import AckUpdate, Batch, PackRows, Quarantined, StatusUpdate
 from protocols.errors import AirtraceError
@@ -42,6 +45,7 @@ from protocols.telemetry import (
     Stored,
     TelemetryError,
     decode_ack,
+    decode_rows,
     decode_status,
     encode_stored,
     parse_topic,
@@ -84,7 +88,7 @@ def classify(message: Message, payload_max: int = 4096) -> Item:  # noqa: PLR091
         return quarantine(str(exc), "topic")
     try:
         if ref.kind == UP_TELEMETRY:
-            return pack_rows(message.payload, ref.station)
+            return decode_rows(message.payload, ref.station)
         if ref.kind == UP_STATUS:
             if not message.payload:
                 return None  # a retained status being cleared
@@ -156,8 +160,11 @@ class Ingest:
         self.clock = clock
         self.monotonic = monotonic
         self.stats = IngestStats()
+        self._inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._queue: queue.Queue[Decoded] = queue.Queue()
         self._stop = threading.Event()
+        self._decoded_all = threading.Event()  # the decoder has stopped: nothing more comes
+        self._decoder: threading.Thread | None = None
         self._thread: threading.Thread | None = None
         self._dirty: dict[tuple[str, str], float] = {}
         self._last_mark: dict[tuple[str, str], float] = {}
@@ -172,6 +179,8 @@ class Ingest:
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
+        self._decoder = threading.Thread(target=self._decode, name="ingest-decoder", daemon=True)
+        self._decoder.start()
         self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
         self._thread.start()
         self.client.start()
@@ -179,6 +188,8 @@ class Ingest:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking messages, commit and acknowledge what is queued, then disconnect."""
         self._stop.set()
+        if self._decoder is not None:
+            self._decoder.join(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
         self.client.stop()
@@ -188,16 +199,32 @@ class Ingest:
 
     @property
     def backlog(self) -> int:
-        return self._queue.qsize()
+        return self._inbox.qsize() + self._queue.qsize()
 
     # -- paho's thread ----------------------------------------------------------------
     def _receive(self, message: Message) -> None:
-        self._queue.put(Decoded(message, classify(message, self.cfg.quarantine_payload_max)))
+        self._inbox.put(message)
+
+    # -- the decoder ------------------------------------------------------------------
+    def _decode(self) -> None:
+        """Decode what arrives, in order; on stop, what has arrived, then hand over."""
+        inbox, out, limit = self._inbox, self._queue, self.cfg.quarantine_payload_max
+        try:
+            while True:
+                try:
+                    message = inbox.get(timeout=0.05)
+                except queue.Empty:
+                    if self._stop.is_set():
+                        return
+                    continue
+                out.put(Decoded(message, classify(message, limit)))  # classify never raises
+        finally:
+            self._decoded_all.set()
 
     # -- the writer -------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            stopping = self._stop.is_set()
+            stopping = self._decoded_all.is_set()
             batch = self._take(block=not stopping)
             try:
                 if batch:

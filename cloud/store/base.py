@@ -20,6 +20,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any, ClassVar, TypeVar
 
 from cloud.store.catalog import CatalogMixin
@@ -90,6 +91,15 @@ class SqlStore(CatalogMixin, CustodyMixin, ComponentsMixin):
     ) -> int:
         """Insert rows of one (station, epoch), skipping existing keys; return how many were new."""
         raise NotImplementedError
+
+    def _insert_groups(
+        self, cur: Any, groups: Sequence[tuple[tuple[str, str], Sequence[Row]]], received: float
+    ) -> dict[tuple[str, str], int]:
+        """Insert the rows of each (station, epoch) (in key order), skipping existing keys;
+        return how many of each were new. A back end may do it all at once."""
+        return {
+            key: self._insert_rows(cur, key[0], key[1], rows, received) for key, rows in groups
+        }
 
     # -- plumbing ---------------------------------------------------------------------
     def _sql(self, sql: str) -> str:
@@ -216,6 +226,15 @@ class SqlStore(CatalogMixin, CustodyMixin, ComponentsMixin):
                 floors[key] = max(floors.get(key, 0), pack.floor)
         received = batch.received
 
+        ordered = []
+        streams: dict[tuple[str, str], tuple[str, float]] = {}
+        for key in sorted(groups):
+            rows = groups[key]
+            if key in unsorted:
+                rows.sort(key=itemgetter(0))
+            ordered.append((key, rows))
+            _latest(streams, key[0], rows)
+
         def work(cur: Any) -> Committed:
             new = total = 0
             stations = sorted({s for s, _ in groups})
@@ -226,20 +245,12 @@ class SqlStore(CatalogMixin, CustodyMixin, ComponentsMixin):
                     "VALUES (?, 'other', 'pending', ?) ON CONFLICT (id) DO NOTHING",
                     (station, received),
                 )
-            streams: dict[tuple[str, str], tuple[str, float]] = {}
-            for key in sorted(groups):
+            counts = self._insert_groups(cur, ordered, received)
+            for key, rows in ordered:
                 station, epoch = key
-                rows = groups[key]
-                if key in unsorted:
-                    rows.sort(key=lambda r: r[0])
-                n = self._insert_rows(cur, station, epoch, rows, received)
+                n = counts.get(key, 0)
                 new += n
                 total += len(rows)
-                for r in rows:
-                    sk = (station, r[1])
-                    last = streams.get(sk)
-                    if last is None or r[2] > last[1]:
-                        streams[sk] = (r[5], r[2])
                 self._exec(
                     cur,
                     f"INSERT INTO custody ({_CUSTODY_COLS}) VALUES (?, ?, 0, ?, 0, ?, ?, NULL) "
@@ -480,6 +491,21 @@ class SqlStore(CatalogMixin, CustodyMixin, ComponentsMixin):
             "SELECT reason_class, COUNT(*) FROM quarantine GROUP BY reason_class ORDER BY 1"
         )
         return {r[0]: int(r[1]) for r in rows}
+
+
+def _latest(
+    streams: dict[tuple[str, str], tuple[str, float]], station: str, rows: Sequence[Row]
+) -> None:
+    """Fold rows into ``streams``: (station, quantity) -> (unit, ts) of the latest reading
+    (the first of equal times). Most packs carry one or a few quantities: group in C."""
+    quantities = set(map(itemgetter(1), rows))
+    for quantity in quantities:
+        mine = rows if len(quantities) == 1 else [r for r in rows if r[1] == quantity]
+        best = max(mine, key=itemgetter(2))  # max keeps the first of equal keys
+        sk = (station, quantity)
+        last = streams.get(sk)
+        if last is None or best[2] > last[1]:
+            streams[sk] = (best[5], best[2])
 
 
 def _reading(r: Sequence[Any]) -> StoredReading:

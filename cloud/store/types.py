@@ -9,44 +9,15 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from protocols.errors import InputError
-from protocols.telemetry import Ack, Pack, Status
+from protocols.telemetry import Ack, Status
+
+# a decoded pack as row tuples is defined once, in protocols.telemetry; re-exported here
+from protocols.telemetry import PackRows as PackRows  # noqa: PLC0414 - explicit re-export
+from protocols.telemetry import Row as Row  # noqa: PLC0414 - explicit re-export
 
 STATION_KINDS: Final = ("reference", "micro", "dust", "met", "high", "other")
 STATION_STATUSES: Final = ("pending", "confirmed", "retired")
 SITE_KINDS: Final = ("construction", "industrial", "restaurant", "traffic", "other")
-
-#: one reading row as the store takes it: (id, quantity, ts, value, raw, unit, q, cal, sensor, why)
-Row = tuple[int, str, float, float | None, float | None, str, str, str, str | None, str | None]
-
-
-@dataclass(frozen=True)
-class PackRows:
-    """A decoded telemetry pack flattened into store rows (ids ascending)."""
-
-    station: str
-    epoch: str
-    rows: Sequence[Row]
-    floor: int | None = None
-
-    @classmethod
-    def from_pack(cls, pack: Pack) -> PackRows:
-        rows = [
-            (
-                r.id,
-                r.quantity,
-                r.ts,
-                r.value,
-                r.raw,
-                r.unit,
-                r.flag,
-                str(r.cal),
-                r.sensor,
-                r.why,
-            )
-            for r in pack.records
-        ]
-        rows.sort(key=lambda row: row[0])
-        return cls(station=pack.station, epoch=pack.epoch, rows=rows, floor=pack.floor)
 
 
 @dataclass(frozen=True)

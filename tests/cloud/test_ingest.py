@@ -184,7 +184,8 @@ def test_a_pack_the_database_refuses_is_quarantined_and_the_rest_stored(
             wait_for(lambda: gateway.upto("GX-9") == 2, what="the good pack")
             wait_for(lambda: store.quarantine_counts().get("store") == 1, what="the refused pack")
             assert store.reading_count("GX-8") == 0
-            assert "NUL" in store.quarantine_entries()[0].reason
+            reason = store.quarantine_entries()[0].reason
+            assert "NUL" in reason or "0x00" in reason  # psycopg's words, or the server's
         finally:
             ing.stop()
 
