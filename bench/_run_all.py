@@ -308,6 +308,8 @@ def entry(bench: Bench, code: int, stdout: str, stderr: str, seconds: float) -> 
         doc = parse_output(stdout)
     except (ValueError, json.JSONDecodeError) as exc:
         return {**base, "exit_code": code or 1, "error": f"no JSON on stdout: {exc}"}
+    if "skipped" in doc:  # the bench cannot run here (missing data) and said why
+        return {**base, "skipped": str(doc["skipped"])}
     try:
         figures = bench.extract(doc)
     except (KeyError, TypeError, ValueError) as exc:
@@ -364,7 +366,8 @@ def run(plan: Sequence[Bench], out: Path | None, *, log: Callable[[str], None]) 
     for bench in plan:
         log(f"run_all: {bench.name} ...")
         e = run_one(bench)
-        state = "ok" if "error" not in e else f"FAILED (exit {e['exit_code']})"
+        state = ("ok" if "error" not in e else f"FAILED (exit {e['exit_code']})") if (
+            "skipped" not in e) else f"skipped: {e['skipped']}"
         log(f"run_all: {bench.name} {state} in {e['seconds']:.1f} s")
         entries.append(e)
     doc = {
@@ -372,6 +375,7 @@ def run(plan: Sequence[Bench], out: Path | None, *, log: Callable[[str], None]) 
         "wall_seconds": round(time.monotonic() - t0, 1),
         "ok": all("error" not in e for e in entries),
         "failed": [e["bench"] for e in entries if "error" in e],
+        "skipped": [e["bench"] for e in entries if "skipped" in e],
         "machine": machine(),
         "benches": entries,
     }
@@ -395,6 +399,9 @@ def table(doc: Doc) -> str:
         if "error" in e:
             err = e["error"].splitlines()[-1] if e["error"] else ""
             rows.append(f"| {e['bench']} | FAILED (exit {e['exit_code']}): {err} | | | | |")
+            continue
+        if "skipped" in e:
+            rows.append(f"| {e['bench']} | skipped: {e['skipped']} | | | | |")
             continue
         for f in e["figures"]:
             base = (

@@ -17,7 +17,9 @@ from sigma_theta (EPA sigma_A method) and the urban set, to show what each choic
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -29,7 +31,9 @@ from bench._common import emit
 from cloud.dispersion import plume
 from cloud.met import stability_from_obukhov, stability_from_sigma_theta
 
-DATA = Path("/work/shared/reference/prairie-grass")
+# the data is not shipped with airtrace (it is the team's reference copy); elsewhere give
+# --data or AIRTRACE_PRAIRIE_GRASS
+DATA = Path(os.environ.get("AIRTRACE_PRAIRIE_GRASS", "/work/shared/reference/prairie-grass"))
 EXCLUDED = {3, 4, 13, 14}
 Z0_PG = 0.006
 
@@ -102,9 +106,15 @@ def predict(arcs: dict[int, list[tuple[float, float, float]]], met: dict[int, di
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DATA, help="folder with PGARCS.txt")
+    ap.add_argument("--data", type=Path, default=None, help="folder with PGARCS.txt")
     args = ap.parse_args()
+    given = args.data is not None
+    args.data = args.data or DATA
     missing = [f for f in ("PGARCS.txt", "modelParamList.txt") if not (args.data / f).is_file()]
+    if missing and not given:  # not on this machine: say so, do not fail the suite
+        print(json.dumps({"bench": "prairie_grass", "skipped": f"no Project Prairie Grass "
+                          f"data in {args.data} (give --data or AIRTRACE_PRAIRIE_GRASS)"}))
+        return
     if missing:
         ap.exit(2, f"prairie_grass: no {' or '.join(missing)} in {args.data}; "
                    "give the Project Prairie Grass folder with --data\n")  # fmt: skip

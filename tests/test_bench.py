@@ -62,12 +62,15 @@ def test_a_failing_bench_is_reported_and_the_others_still_run(tmp_path: Path) ->
         ra.Bench("fails", command=_py("import sys; print('boom', file=sys.stderr); sys.exit(3)")),
         ra.Bench("garbled", command=_py("print('not json')")),
         ra.Bench("good", command=_py(f"print({good!r})")),
+        ra.Bench("absent", command=_py("print('{\"skipped\": \"no data here\"}')")),
     ]
     out = tmp_path / "r.json"
     doc = ra.run(plan, out, log=lambda _s: None)
     assert json.loads(out.read_text()) == doc
     assert doc["ok"] is False and doc["failed"] == ["fails", "garbled"]
-    fails, garbled, ok = doc["benches"]
+    assert doc["skipped"] == ["absent"]  # skipped, said why, not a failure
+    fails, garbled, ok, absent = doc["benches"]
+    assert absent["skipped"] == "no data here" and "error" not in absent
     assert fails["exit_code"] == 3 and "boom" in fails["error"]
     assert garbled["exit_code"] == 1 and "no JSON" in garbled["error"]
     assert ok["figure"] == {"name": "speed", "value": 50, "unit": "items/s"}
@@ -100,3 +103,15 @@ def test_e2e_latency_says_how_to_size_it() -> None:
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "e2e_latency.py"), "--help"],
                        capture_output=True, text=True, check=False, timeout=60)  # fmt: skip
     assert r.returncode == 0 and "--orders" in r.stdout and "--seconds" in r.stdout
+
+
+def test_prairie_grass_without_its_data_skips_unless_asked_for(tmp_path: Path) -> None:
+    import os
+
+    cmd = [sys.executable, str(ROOT / "bench" / "prairie_grass.py")]
+    env = {**os.environ, "AIRTRACE_PRAIRIE_GRASS": str(tmp_path)}
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    assert p.returncode == 0 and "skipped" in json.loads(p.stdout)
+    p = subprocess.run([*cmd, "--data", str(tmp_path)], capture_output=True, text=True,
+                       check=False)
+    assert p.returncode == 2 and "no PGARCS.txt" in p.stderr
