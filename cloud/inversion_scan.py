@@ -329,7 +329,11 @@ def _rate_variance(info: np.ndarray, sc2: np.ndarray, n_t: int) -> np.ndarray:
     out = np.zeros((n_k, n_s))
     for s in range(n_s):
         prec = info[:, s, :, None] * np.eye(n_t)[None] + tri[None] / sc2[:, s, None, None]
-        prec += 1e-12 * np.eye(n_t)[None]
+        # a ridge relative to the matrix's scale: with no information on a cell and its
+        # rate near 0 (sc2 -> 1e-12), an absolute 1e-12 vanishes in rounding and the
+        # matrix is singular (the ones vector is the prior's null direction)
+        scale = np.trace(prec, axis1=1, axis2=2) / n_t
+        prec += 1e-12 * np.maximum(scale, 1.0)[:, None, None] * np.eye(n_t)[None]
         cov1 = np.linalg.solve(prec, np.ones((n_k, n_t, 1)))[:, :, 0]
         out[:, s] = cov1.sum(axis=1) / n_t**2
     return out

@@ -199,3 +199,17 @@ def test_inventory_puts_the_emission_near_the_source_and_shrinks_uncertainty() -
     assert math.hypot(x - 1450.0, y - 1550.0) <= 150
     near = inv.mean[12:19, 11:18].sum()  # the 700 m x 700 m around the source
     assert near > 0.1  # positive there; a smooth prior spreads and damps a point source
+
+
+def test_the_rate_variance_of_a_cell_no_station_sees_is_finite() -> None:
+    """A candidate cell with no information in any hour and a rate near 0 made the
+    random-effects precision singular in floating point ("Singular matrix" from a real
+    window, which failed the whole hour); a well-posed cell keeps its exact variance."""
+    from cloud.inversion_scan import _rate_variance
+
+    info = np.zeros((2, 1, 2))
+    info[1] = 4.0
+    sc2 = np.array([[1e-12], [0.25]])
+    var = _rate_variance(info, sc2, 2)
+    assert np.all(np.isfinite(var))
+    assert abs(var[1, 0] - 0.125) < 1e-9  # 1' (4 I + 4 tri)^-1 1 / 2^2
