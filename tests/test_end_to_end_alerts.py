@@ -299,7 +299,7 @@ burst_min_level = "yellow"
 spray_min_level = "orange"
 spray_actuator = "spray"
 spray_duration_s = 1800
-ack_deadline_s = 3600
+ack_deadline_s = 21600          # 6 h simulated (36 s real): generous on a loaded machine
 """
 
 
@@ -386,20 +386,23 @@ def test_a_dusty_site_is_located_alerted_sprayed_and_closed_on_evidence(
 
         wait_for("every station registered and confirmed", confirm_new)
 
-        # 1-2: the inversion locates the site; an orange alert reaches its officer, signed
+        # 1-2: the inversion locates the site; an orange alert reaches its officer, signed.
+        # (An hour may also place a source a cell or two off, beyond the site's 150 m: that
+        # is an unregistered source's alert and event of its own, for the cell.)
         def alert() -> Any:
             return next((a for a in get("/alerts", params={"state": "firing"}) or []
-                         if a["labels"].get("alertname") == "located-source"), None)  # fmt: skip
+                         if a["labels"].get("alertname") == "located-source"
+                         and a["labels"].get("site") == SITE), None)  # fmt: skip
 
-        a = wait_for("the inversion's alert", alert)
-        assert a["labels"]["site"] == SITE
+        a = wait_for("the inversion's alert for the site", alert)
         assert a["labels"]["source_type"] == "construction"
         assert a["level"] == "orange", a
         x, y = float(a["annotations"]["x_m"]), float(a["annotations"]["y_m"])
         assert math.hypot(x - SITE_XY[0], y - SITE_XY[1]) <= 250.0, a
 
         def alert_posts() -> list[Hook]:
-            return [h for h in webhooks.posts(officer_hook) if h.json.get("kind") != "event"]
+            return [h for h in webhooks.posts(officer_hook) if h.json.get("kind") != "event"
+                    and h.json["common_labels"].get("site") == SITE]  # fmt: skip
 
         (note, *_) = wait_for("the officer's alert notification", alert_posts)
         assert signed(note, PERSONS_SECRET), note.headers
