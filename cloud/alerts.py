@@ -285,10 +285,12 @@ class AlertEngine:
         list of sources itself."""
         if isinstance(result, Mapping):
             sources, inventory = result.get("sources", ()), None
+            used = result.get("hours_used") or ()
         elif isinstance(result, list | tuple):
-            sources, inventory = result, None
+            sources, inventory, used = result, None, ()
         else:
             sources, inventory = getattr(result, "sources", ()), getattr(result, "inventory", None)
+            used = getattr(result, "hours_used", None) or ()
         q = quantity or getattr(result, "quantity", None) or self._inversion_quantity()
         hits = []
         for s in sources:
@@ -296,7 +298,8 @@ class AlertEngine:
                 hits.append(Hit.from_source(s, hour=hour, quantity=q))
             except (TypeError, ValueError, KeyError) as exc:
                 log.warning("alerts: skipped a malformed source of hour %s: %s (%r)", hour, exc, s)
-        self.on_hits(hits, hour=hour, quantity=q, inventory=inventory)
+        first = _first_hour(used)
+        self.on_hits(hits, hour=hour, quantity=q, inventory=inventory, window_start=first)
 
     def _inversion_quantity(self) -> str:
         return next(
@@ -310,22 +313,43 @@ class AlertEngine:
         hour: float | None = None,
         quantity: str | None = None,
         inventory: Any = None,
+        window_start: float | None = None,
     ) -> None:
         """Inversion rules on located sources; then the hour's estimate at every open
-        event's place (found there, from the inventory, or nothing)."""
+        event's place (found there, from the inventory, or nothing). ``window_start``:
+        the first hour of data the inversion used (a window reaching back before an
+        event's rectification says nothing clean about the emission after it)."""
         hits = list(hits)
         with self._lock:
             now = self.clock()
             for hit in hits:
-                self._hit(hit, now)
+                self._hit(hit, now, window_start)
             if hour is None and hits:
                 hour = hits[0].hour
             if hour is not None:
                 self._estimates(
-                    hour, quantity or (hits[0].quantity if hits else None), hits, inventory
+                    hour,
+                    quantity or (hits[0].quantity if hits else None),
+                    hits,
+                    inventory,
+                    window_start,
                 )
 
-    def _hit(self, hit: Hit, now: float) -> None:
+    def _record_rate(self, ev: Any, row: RateRow, window_start: float | None) -> None:
+        """Keep an hour's estimate on the event, unless it is an hour after the
+        rectification whose inversion window also holds hours before it: such an
+        estimate mixes the emission before and after and would blur the verdict."""
+        since = getattr(ev, "rectified_at", None)
+        if (
+            since is not None
+            and window_start is not None
+            and row.hour >= since
+            and window_start < since
+        ):
+            return
+        self.workflow.record_rate(ev.id, row)
+
+    def _hit(self, hit: Hit, now: float, window_start: float | None = None) -> None:
         xy = (hit.x_m, hit.y_m)
         site = hit.site or None
         site_xy = self.places.site_xy(site) if site else None
@@ -368,16 +392,23 @@ class AlertEngine:
                 "bound": got[1],
             }
             alert = self._set(rule, labels, got[0], hit.rate_g_s, ann, now, site_xy or xy)
-            if alert is not None and alert.event_id:
-                self.workflow.record_rate(
-                    alert.event_id,
+            ev = self.events_db.get(alert.event_id) if alert and alert.event_id else None
+            if ev is not None:
+                self._record_rate(
+                    ev,
                     RateRow(
                         hit.hour, hit.quantity, hit.rate_g_s, hit.rate_sigma_g_s, True, "inversion"
                     ),
+                    window_start,
                 )
 
     def _estimates(
-        self, hour: float, quantity: str | None, hits: list[Hit], inventory: Any
+        self,
+        hour: float,
+        quantity: str | None,
+        hits: list[Hit],
+        inventory: Any,
+        window_start: float | None = None,
     ) -> None:
         for ev in self.events_db.events(
             states=("new", "filed", "dispatched", "acknowledged", "in_progress", "verifying")
@@ -407,7 +438,7 @@ class AlertEngine:
                     if est
                     else RateRow(hour, q, 0.0, None, False, "none")
                 )
-            self.workflow.record_rate(ev.id, row)
+            self._record_rate(ev, row, window_start)
 
     # -- time -------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> None:
@@ -496,6 +527,19 @@ class AlertEngine:
             for m in self.fusion.means(station, quantity, since, until, 3600)
             if m.valid and m.value is not None
         ]
+
+
+def _first_hour(hours: Any) -> float | None:
+    """The earliest of an inversion's ``hours_used`` (epoch seconds or ISO 8601)."""
+    from protocols.timefmt import parse_iso
+
+    out: list[float] = []
+    for h in hours:
+        try:
+            out.append(float(h) if not isinstance(h, str) else parse_iso(h))
+        except (TypeError, ValueError):
+            continue
+    return min(out) if out else None
 
 
 def make_part(service: Any) -> Any:

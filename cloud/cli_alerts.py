@@ -77,9 +77,12 @@ class Session:
                 if m.valid and m.value is not None
             ]
 
+        from cloud.clock import clock_from_env
+
         self.workflow = Workflow(
             EventsDb(self.store),
             events_cfg,
+            clock=clock_from_env(),  # the service's time (AIRTRACE_CLOCK), not the host's
             assignee=places.assignee,
             nearby=places.near,
             station_hours=hours,
@@ -188,13 +191,11 @@ def silence_add(
     as_name: str | None,
 ) -> None:
     """Create a silence and print its id."""
-    import time
-
     from cloud.api_events import silence_from
 
     with session(config, token, as_name) as s:
         got = silence_from(
-            s.db, s.actor, time.time(), list(matchers), comment, starts, until, duration
+            s.db, s.actor, s.workflow.clock(), list(matchers), comment, starts, until, duration
         )
         click.echo(f"{got['id']} {got['state']} until {_t(got['ends_at'])}")
 
@@ -204,10 +205,8 @@ def silence_add(
 @json_option
 def silence_list(config: Path, as_json: bool) -> None:
     """List silences (pending, active, expired), newest first."""
-    import time
-
     with session(config) as s:
-        now = time.time()
+        now = s.workflow.clock()
         for sl in s.db.silences():
             j = sl.to_json(now)
             _echo(
@@ -224,8 +223,6 @@ def silence_list(config: Path, as_json: bool) -> None:
 @actor_options
 def silence_expire(config: Path, silence_id: str, token: str | None, as_name: str | None) -> None:
     """End a silence now."""
-    import time
-
     from cloud import auth
     from cloud.store import NotFound
 
@@ -234,7 +231,7 @@ def silence_expire(config: Path, silence_id: str, token: str | None, as_name: st
         if sl is None:
             raise NotFound(f"no silence {silence_id!r}")
         auth.check_silence(s.actor, sl.matchers)
-        s.db.expire_silence(silence_id, time.time())
+        s.db.expire_silence(silence_id, s.workflow.clock())
         click.echo(f"{silence_id} expired")
 
 
@@ -356,15 +353,13 @@ def show(
     config: Path, event_id: str, token: str | None, as_name: str | None, as_json: bool
 ) -> None:
     """Show an event: its state, deadlines, audit trail, orders and evidence."""
-    import time
-
     from cloud import auth
     from cloud.api_events import event_view
 
     with session(config, token, as_name) as s:
         ev = s.workflow.get(event_id)
         auth.check(s.actor, "view", ev)
-        view = event_view(s.workflow, ev, time.time())
+        view = event_view(s.workflow, ev, s.workflow.clock())
         if as_json:
             click.echo(json.dumps(view, ensure_ascii=False, default=str))
             return

@@ -32,6 +32,7 @@ from protocols.tomlconf import Table
 
 log = logging.getLogger(__name__)
 ORDERS = ("burst", "spray")
+COMMAND_EXPIRES_S = 600.0  # an order's command expires after this, or ack_deadline_s if longer
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,9 @@ class OrderDesk:
             status, error = "error", "no MQTT connection: commands are off"
         else:
             try:
-                rec = self.commander.send(station, cmd, args, expires_s=600.0)
+                # the gateway must not act on it later than the centre waits for its ack
+                expires = max(COMMAND_EXPIRES_S, self.cfg.ack_deadline_s)
+                rec = self.commander.send(station, cmd, args, expires_s=expires)
                 cid = rec.id
             except AirtraceError as exc:
                 status, error = "error", str(exc)

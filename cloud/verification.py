@@ -3,9 +3,12 @@ and after the rectification was reported, and the concentrations at the stations
 
 Rates come hour by hour from the hourly inversion (``event_rates``): a located source at
 the place gives its rate and sigma; an hour where the inversion found nothing there counts
-as ``0 +- detection_limit_g_s``. Each side is the inverse-variance weighted mean of its
-hours, its sigma the larger of the formal one and the hours' scatter / sqrt(n) (the rate of
-a real source moves from hour to hour).
+as ``0 +- detection_limit_g_s``. "Before" takes the hours that ended by the rectification,
+"after" the hours that began after it; the hour it falls in counts on neither side (and
+the alerts engine records no "after" hour whose inversion window reaches back before it).
+Each side is the inverse-variance weighted mean of its hours, its sigma the larger of the
+formal one and the hours' scatter / sqrt(n) (the rate of a real source moves from hour to
+hour).
 
 Verdict, with ``r`` = ``min_reduction`` and ``z`` = ``z_min``:
 
@@ -124,9 +127,13 @@ def evidence(
         return Evidence(
             ev.id, None, summarise(rates, cfg.detection_limit_g_s), None, None, None, "pending"
         )
-    before_rows = [r for r in rates if since - cfg.before_hours * HOUR <= r.hour < since]
+    # the hour the rectification falls in holds emission from both sides: it counts on
+    # neither (before: hours that ended by then; after: hours that began after it)
+    before_rows = [
+        r for r in rates if since - cfg.before_hours * HOUR <= r.hour and r.hour + HOUR <= since
+    ]
     if not before_rows:  # the hits that opened the event may be older than the window
-        before_rows = [r for r in rates if r.hour < since][-cfg.before_hours :]
+        before_rows = [r for r in rates if r.hour + HOUR <= since][-cfg.before_hours :]
     after_rows = [r for r in rates if r.hour >= since]
     before = summarise(before_rows, cfg.detection_limit_g_s)
     after = summarise(after_rows, cfg.detection_limit_g_s)

@@ -32,6 +32,7 @@ class Source:
 @dataclass(frozen=True)
 class Result:
     sources: tuple[Source, ...]
+    hours_used: tuple[int, ...] = ()
 
 
 @pytest.fixture
@@ -157,6 +158,38 @@ def test_an_inversion_hit_joins_the_sites_event_orders_burst_sampling_and_dedupe
     eng.tick(clock.advance(3 * 3600))
     assert eng.db.get_alert(a.fingerprint).state == "resolved"  # type: ignore[union-attr]
     assert len(eng.events_db.events()) == 1
+
+
+def test_no_after_hour_whose_inversion_window_reaches_back_before_the_rectification(
+    env: tuple[AlertEngine, Clock, Recorder],
+) -> None:
+    """With a two-hour window, the first hour after a rectification still holds the hour
+    before it: its estimate (here: the source, still located) must not count as "after"."""
+    eng, clock, _ = env
+    hour = int(clock.t - clock.t % 3600)
+    site = Source(510.0, 490.0, 0.8, 0.1, 0.9, "SITE-1")
+    eng.on_sources(hour, Result((site,), (hour - 3600, hour)))
+    (a,) = eng.db.alerts()
+    ev_id = a.event_id or ""
+    eng.on_sources(hour + 3600, Result((site,), (hour, hour + 3600)))
+    clock.t = hour + 2 * 3600 + 300
+    eng.workflow.act(ev_id, "acknowledge", _wang())
+    eng.workflow.act(ev_id, "rectify", _wang(), note="heap covered")
+    since = clock.t
+    clock.t = hour + 4 * 3600 + 120
+    straddling = Result((site,), (hour + 2 * 3600, hour + 3 * 3600))  # holds since's hour
+    eng.on_sources(hour + 3 * 3600, straddling)
+    as_json = {"sources": [], "hours_used": ["2026-01-01T00:00:00Z"]}  # RESULT.json's ISO
+    eng.on_sources(hour + 3 * 3600, as_json)  # reaches back before it too: skipped
+    assert [r.hour for r in eng.events_db.rates(ev_id)] == [hour, hour + 3600]
+    clock.t = hour + 5 * 3600 + 120
+    eng.on_sources(hour + 4 * 3600, Result((), (hour + 3 * 3600, hour + 4 * 3600)))
+    rows = eng.events_db.rates(ev_id)
+    assert [(r.hour, r.detected) for r in rows][-1] == (hour + 4 * 3600, False)
+    got = eng.workflow.evidence(ev_id)
+    assert got.since == since and got.verdict == "pending"  # 1 of the 3 hours it needs
+    assert got.before is not None and got.before.hours == 2
+    assert got.after is not None and (got.after.hours, got.after.detected_hours) == (1, 0)
 
 
 def test_health_alerts_and_escalation_alerts_are_routed(

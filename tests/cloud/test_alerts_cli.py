@@ -82,3 +82,29 @@ def test_a_person_walks_an_event_from_the_command_line(tmp_path: Path, cli: obje
     ).stdout.split()[0]
     listed = run("cloud", "alerts", "silence", "list", *c, "--json").stdout
     assert json.loads(listed.splitlines()[0])["id"] == s
+
+
+def test_the_commands_keep_the_services_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under ``AIRTRACE_CLOCK`` (the demo's, the end-to-end test's accelerated time) the
+    event and silence commands stamp what they do on the service's clock, not the host's:
+    a rectification stamped in the host's time would lie hours or years after the
+    service's inversion hours and never be verified."""
+    import time
+
+    from cloud.cli_alerts import Session
+
+    rules = readme_rules(tmp_path)
+    conf = tmp_path / "cloud.toml"
+    conf.write_text(
+        f'[store]\nurl = "sqlite:///{tmp_path}/c.db"\n[ingest]\nenabled = false\n'
+        f'[alerts]\nenabled = true\nrules = "{rules.name}"\n'
+    )
+    start = 1_748_822_400.0  # 2025-06-02
+    monkeypatch.setenv("AIRTRACE_CLOCK", f"{start}@600@{time.time()}")
+    s = Session(conf)
+    try:
+        assert start <= s.workflow.clock() < start + 600 * 600
+    finally:
+        s.close()

@@ -225,6 +225,27 @@ def test_verification_evidence(
             flow.act(ev.id, "verify", ZHAO, passed=True)
 
 
+def test_the_hour_of_the_rectification_counts_on_neither_side(
+    flow: Workflow, clock: Clock
+) -> None:
+    """Rectified 20 minutes into an hour: that hour's estimate (the site already quiet for
+    most of it) is not "before", or it would drag the rate before down to nothing."""
+    ev = flow.on_alert(alert(), (500.0, 500.0))
+    assert ev is not None
+    hour = clock.t - clock.t % 3600
+    _rates(flow, ev.id, hour - 2 * 3600, [(1.0, 0.1), (1.2, 0.1), (None, None)])
+    flow.act(ev.id, "acknowledge", WANG)
+    clock.t = hour + 1200
+    flow.act(ev.id, "rectify", WANG, note="covered")
+    _rates(flow, ev.id, hour + 3600, [(None, None), (None, None), (None, None)])
+    clock.advance(4 * 3600)
+    got = flow.evidence(ev.id)
+    assert got.before is not None and got.before.hours == 2
+    assert abs(got.before.rate_g_s - 1.1) < 1e-9
+    assert got.after is not None and got.after.hours == 3
+    assert got.verdict == "reduced"
+
+
 def test_automatic_verification_follows_the_verdict(lite: Store, clock: Clock) -> None:
     cfg = EventsConfig(verification=VerificationConfig(auto=True, after_hours=2))
     flow = make_flow(lite, clock, cfg)

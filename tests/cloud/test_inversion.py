@@ -215,3 +215,17 @@ def test_cells_no_station_sees_do_not_make_the_rate_variance_singular() -> None:
     assert res.n_obs == len(obs) == 36
     for s in res.sources:
         assert math.isfinite(s.rate_g_s) and s.rate_sigma_g_s >= 0
+
+
+def test_the_rate_variance_of_a_cell_no_station_sees_is_finite() -> None:
+    """A candidate cell with no information in any hour and a rate near 0 made the
+    random-effects precision singular in floating point ("Singular matrix" from a real
+    window, which failed the whole hour); a well-posed cell keeps its exact variance."""
+    from cloud.inversion_scan import _rate_variance
+
+    info = np.zeros((2, 1, 2))
+    info[1] = 4.0
+    sc2 = np.array([[1e-12], [0.25]])
+    var = _rate_variance(info, sc2, 2)
+    assert np.all(np.isfinite(var))
+    assert abs(var[1, 0] - 0.125) < 1e-9  # 1' (4 I + 4 tri)^-1 1 / 2^2

@@ -22,6 +22,7 @@ from cloud.ingest import Ingest
 from cloud.orders import OrderDesk, OrdersConfig
 from cloud.places import Places
 from cloud.store import Store, open_store
+from cloud.store.types import CommandRecord
 from protocols.geo import Origin
 from protocols.telemetry import Ack, decode_command, encode_ack
 from tests.cloud.alerting import ORIGIN, world
@@ -151,3 +152,30 @@ def test_offline_gateways_are_skipped_and_no_connection_is_recorded(store: Store
     assert [(o.station, o.status) for o in sent] == [("DUST-1", "error")]
     skipped = [e.detail for e in db.log(ev.id) if e.action == "order_skipped"]
     assert skipped == [{"purpose": "burst", "station": "MICRO-1", "why": "gateway offline"}]
+
+
+@pytest.mark.parametrize(("deadline", "expires"), [(120.0, 600.0), (7200.0, 7200.0)])
+def test_an_order_lives_at_the_gateway_as_long_as_its_ack_is_awaited(
+    store: Store, deadline: float, expires: float
+) -> None:
+    """A command expiring before ``ack_deadline_s`` would be refused by a gateway the
+    centre still waits for (seen end to end, on a loaded machine in accelerated time)."""
+    world(store)
+    got: list[float | None] = []
+
+    class Sender:
+        def send(self, station: str, cmd: str, args: Any = None, *,
+                 expires_s: float | None = None) -> Any:  # fmt: skip
+            got.append(expires_s)
+            return CommandRecord(f"c-{len(got)}", station, cmd, dict(args or {}), 0.0)
+
+    places = Places(store, Origin(*ORIGIN))
+    db = EventsDb(store)
+    desk = OrderDesk(db, OrdersConfig(ack_deadline_s=deadline), Sender(), places,
+                     store.get_command)  # fmt: skip
+    labels = {"alertname": "source", "site": "SITE-1"}
+    alert = Alert(fingerprint(labels), "source", "inversion", {**labels, "level": "red"}, "red")
+    ev = Workflow(db, clock=lambda: 0.0).on_alert(alert, (500, 500))
+    assert ev is not None
+    assert desk.on_alert(ev, alert, ["spray"], 0.0, (500.0, 500.0))
+    assert got == [expires]
