@@ -34,9 +34,11 @@ def hour_map(path: Path, world: Any, result: dict[str, Any]) -> None:
         peak = float(surf.get("max") or 1.0) or 1.0
         cmap = plt.get_cmap("magma_r")
         for ix, iy, v in surf["cells"]:
-            level = max(0.0, 1.0 + math.log10(max(v / peak, 1e-3)) / 3.0)  # 1e-3..1 -> 0..1
+            level = 1.0 + math.log10(max(v / peak, 1e-3)) / 3.0  # 1e-3..1 -> 0..1
+            if level <= 0.05:
+                continue
             ax.add_patch(Rectangle((hx0 + ix * cell, hy0 + iy * cell), cell, cell,
-                                   color=cmap(level), alpha=0.85, linewidth=0))
+                                   color=cmap(level), alpha=0.15 + 0.75 * level, linewidth=0))
     for kind, (marker, color) in _KIND.items():
         pts = [s for s in world.stations if s.kind == kind]
         if pts:
@@ -59,7 +61,8 @@ def hour_map(path: Path, world: Any, result: dict[str, Any]) -> None:
     ax.arrow(ox, oy, size * math.sin(to), size * math.cos(to), width=size * 0.03,
              head_width=size * 0.15, color="tab:green", length_includes_head=True)
     ax.annotate(f"wind {met.wind_speed_ms:.1f} m/s from {met.wind_dir_deg:.0f}°, "
-                f"class {met.stability}", (ox, oy - 0.35 * size), fontsize=7, color="tab:green")
+                f"class {met.stability}", (x0 + 0.02 * (x1 - x0), y0 + 0.02 * (y1 - y0)),
+                fontsize=7, color="darkgreen")
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_aspect("equal")
