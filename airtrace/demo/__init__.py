@@ -168,7 +168,10 @@ def summary_lines(s: dict[str, Any], out: Path) -> list[str]:
     ]
     for src in s["sources"]:
         where = src["site"] or "an unregistered spot"
-        if src["found_x_m"] is None:
+        if src["hours_inverted"] == 0:
+            lines.append(f"  source     {src['kind']} at {where}: no hour with its whole "
+                         "inversion window inside the run (give more --hours)")
+        elif src["found_x_m"] is None:
             lines.append(f"  source     {src['kind']} at {where} ({src['true_x_m']:.0f}, "
                          f"{src['true_y_m']:.0f}) m: not found")
         else:
@@ -194,6 +197,10 @@ def summary_lines(s: dict[str, Any], out: Path) -> list[str]:
         orders[f"{o['cmd']} {o['status']}"] = orders.get(f"{o['cmd']} {o['status']}", 0) + 1
     lines.append("  orders     " + (", ".join(f"{n} {k}" for k, n in sorted(orders.items()))
                                     or "none"))
+    after = s.get("after_the_run") or {}
+    if any(after.values()):
+        lines.append("  afterwards " + ", ".join(f"{v} {k}" for k, v in after.items() if v)
+                     + " set off once the devices stopped (counted apart)")
     n = s.get("notifications") or {}
     if n:
         lines.append(f"  webhooks   {n.get('received', 0)} signed POSTs received "

@@ -401,7 +401,7 @@ class Demo:
                    if int(self.world.start) <= r["hour"] < end]
         sources = tally.match_sources(self.world, results, window_hours=self.opts.window_hours,
                                       first_hour=int(self.world.start))
-        ae = tally.alerts_and_events(db)
+        ae = tally.alerts_and_events(db, until=end)
         per_station = custody.pop("stations")
         return {
             **custody,
@@ -409,6 +409,7 @@ class Demo:
             "alerts": ae["alerts"],
             "events": ae["events"],
             "orders": ae["orders"],
+            "after_the_run": ae["after_the_run"],
             "notifications": self.inbox.counts() if self.inbox else {},
             "chaos": list(self.chaos_done),
             "restarts": {p.name: p.starts - 1 for p in self.procs if p.starts > 1},

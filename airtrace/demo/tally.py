@@ -183,7 +183,11 @@ def match_sources(world: Any, results: list[dict[str, Any]], *, window_hours: in
     return out
 
 
-def alerts_and_events(db: Path) -> dict[str, Any]:
+def alerts_and_events(db: Path, until: float | None = None) -> dict[str, Any]:
+    """Alerts, events and orders that began before ``until`` (the end of the simulated day:
+    what the devices' stop and the gateways' shutdown set off afterwards is only counted,
+    under ``after_the_run``)."""
+    end = float("inf") if until is None else float(until)
     with closing(_ro(db)) as con:
         def rows(sql: str) -> list[tuple[Any, ...]]:
             try:
@@ -191,12 +195,17 @@ def alerts_and_events(db: Path) -> dict[str, Any]:
             except sqlite3.Error:
                 return []
 
-        alerts = [{"rule": r, "level": lv, "state": st, "labels": json.loads(lb)}
-                  for r, lv, st, lb in rows("SELECT rule, level, state, labels FROM alerts "
-                                            "ORDER BY starts_at")]
-        events = [{"id": i, "state": st, "level": lv, "site": site, "title": title}
-                  for i, st, lv, site, title in rows(
-                      "SELECT id, state, level, site, title FROM events ORDER BY created")]
-        orders = [{"station": s, "cmd": c, "status": st}
-                  for s, c, st in rows("SELECT station, cmd, status FROM commands ORDER BY issued")]
-    return {"alerts": alerts, "events": events, "orders": orders}
+        alerts = [{"rule": r, "level": lv, "state": st, "labels": json.loads(lb), "t": t}
+                  for r, lv, st, lb, t in rows("SELECT rule, level, state, labels, starts_at "
+                                               "FROM alerts ORDER BY starts_at")]
+        events = [{"id": i, "state": st, "level": lv, "site": site, "title": title, "t": t}
+                  for i, st, lv, site, title, t in rows(
+                      "SELECT id, state, level, site, title, created FROM events ORDER BY created")]
+        orders = [{"station": s, "cmd": c, "status": st, "t": t}
+                  for s, c, st, t in rows("SELECT station, cmd, status, issued FROM commands "
+                                          "ORDER BY issued")]
+    out: dict[str, Any] = {"after_the_run": {}}
+    for name, items in (("alerts", alerts), ("events", events), ("orders", orders)):
+        out[name] = [{k: v for k, v in x.items() if k != "t"} for x in items if x["t"] < end]
+        out["after_the_run"][name] = sum(1 for x in items if x["t"] >= end)
+    return out
