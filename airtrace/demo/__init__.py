@@ -116,9 +116,10 @@ class Screen:
                 self._last = now
                 self._live.update(self._panel(p), refresh=True)
             return
-        for line in p.log[len(p.log) - min(len(p.log), max(0, len(p.log) - self._said)):]:
+        new = min(len(p.log), p.said - self._said)
+        for line in p.log[len(p.log) - new :] if new > 0 else ():
             click.echo(f"  {line}")
-        self._said = len(p.log)
+        self._said = p.said
         if now - self._last >= 5.0:
             self._last = now
             click.echo(f"  {_clock(p)}  {p.phase:9}  produced {p.produced:,}  stored "

@@ -123,10 +123,12 @@ class Progress:
     orders_acked: int = 0
     notifications: int = 0
     log: list[str] = field(default_factory=list)
+    said: int = 0  # lines said so far (``log`` keeps the last few)
 
     def say(self, line: str) -> None:
         self.log.append(line)
         del self.log[:-8]
+        self.said += 1
 
 
 class Demo:
@@ -217,11 +219,11 @@ class Demo:
                 args += ["--config", str(c)]
             self.gateways.append(Proc(f"gateway process {i // n + 1}", args, env,
                                       self.work / "logs" / f"gateway-{i // n + 1}.log"))
-        self.procs = [self.cloud, *self.gateways]
-        if self.broker is not None:
-            self.procs.insert(0, self.broker)
-        for p in self.procs:
+        for p in (self.cloud, *self.gateways):
             p.start()
+        self.procs = [self.cloud, *self.gateways]
+        if self.broker is not None:  # already running: watched (and restarted) from now on
+            self.procs.insert(0, self.broker)
         self._say(f"started the central service and {len(self.gateways)} gateway processes "
                   f"({len(configs)} stations)")
 
