@@ -63,9 +63,9 @@ def test_sources_are_matched_hour_by_hour_within_the_gate() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_short_demo_with_chaos_loses_nothing(cli, tmp_path: Path) -> None:
-    out = tmp_path / "report"
-    r = cli("demo", "--out", str(out), "--minutes", "1.5", "--hours", "3", "--stations", "20",
-            "--sources", "1", "--seed", "3", "--chaos", timeout=600)
+    out = tmp_path / "report"  # given relative, as a user would: paths must still agree
+    r = cli("demo", "--out", "report", "--minutes", "1.5", "--hours", "3", "--stations", "20",
+            "--sources", "1", "--seed", "3", "--chaos", timeout=600, cwd=tmp_path)
     assert r.code == 0, r.stdout[-3000:] + r.stderr[-3000:]
     s = json.loads((out / "summary.json").read_text())
     assert s["chaos"] == ["gateway", "cloud"]
@@ -75,7 +75,8 @@ def test_a_short_demo_with_chaos_loses_nothing(cli, tmp_path: Path) -> None:
     assert s["readings_produced"] > 1000
     assert s["lost"] == 0 and s["doubled"] == 0
     assert s["readings_stored"] >= s["readings_produced"]
-    assert all(v["lost"] == 0 for v in s["per_station"].values())
+    assert len(s["per_station"]) == 20  # every station's outbox was counted
+    assert all(v["produced"] > 0 and v["lost"] == 0 for v in s["per_station"].values())
     assert len(s["sources"]) == 1
     src = s["sources"][0]
     keys = {"true_x_m", "true_y_m", "found_x_m", "found_y_m", "distance_m", "rate_ratio"}

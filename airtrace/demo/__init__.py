@@ -68,7 +68,7 @@ def demo(out: Path, minutes: float, hours: int, stations: int, seed: int, source
     if summary["interrupted"]:
         click.echo("  (interrupted: the summary counts the run so far)")
         raise click.exceptions.Exit(130)
-    if summary["lost"] or summary["doubled"]:
+    if summary["lost"] or summary["doubled"] or summary["stored_not_from_these_outboxes"]:
         raise click.exceptions.Exit(1)
 
 

@@ -134,8 +134,8 @@ class Progress:
 class Demo:
     def __init__(self, opts: DemoOptions, *, on_progress: Callable[[Progress], None] | None = None):
         self.opts = opts
-        self.out = opts.out
-        self.work = opts.out / "work"
+        self.out = opts.out.resolve()  # the children run elsewhere; city paths are relative to it
+        self.work = self.out / "work"
         self.progress = Progress()
         self.on_progress = on_progress or (lambda p: None)
         self.procs: list[Proc] = []
@@ -396,6 +396,9 @@ class Demo:
 
     def summary(self) -> dict[str, Any]:
         boxes = tally.outbox_counts(self.work / "outbox")
+        if len(boxes) != len(self.world.stations):
+            raise AirtraceError(f"found {len(boxes)} gateway outboxes in {self.work / 'outbox'}"
+                                f" for {len(self.world.stations)} stations: cannot count")
         db = self.work / "cloud.db"
         custody = tally.custody_tally(boxes, db, self.work / "outbox")
         end = int(self.world.start) + self.opts.hours * HOUR
