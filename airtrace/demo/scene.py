@@ -124,7 +124,7 @@ def persons_csv(world: Any, webhook: str) -> str:
     return buf.getvalue()
 
 
-def rules_toml(webhook: str, interval_s: float) -> str:
+def rules_toml(webhook: str) -> str:
     """The demo's rules: the site dust limit, located sources (with burst sampling and the
     site's spray system), station health; notifications to the centre's webhook and to the
     responsible persons, point to point."""
@@ -276,7 +276,7 @@ def write_scene(work: Path, world: Any, opts: DemoOptions, *, mqtt_url: str, emb
                 api_port: int, webhook: str) -> Path:
     """Write cloud.toml, the rules, the secret and the registry files; returns cloud.toml."""
     (work / PERSONS_SECRET_FILE).write_text(secrets.token_hex(16) + "\n", encoding="utf-8")
-    (work / RULES_FILE).write_text(rules_toml(webhook, 1.0), encoding="utf-8")
+    (work / RULES_FILE).write_text(rules_toml(webhook), encoding="utf-8")
     (work / "sites.csv").write_text(sites_csv(world), encoding="utf-8")
     (work / "stations.csv").write_text(stations_csv(world), encoding="utf-8")
     (work / "persons.csv").write_text(persons_csv(world, webhook), encoding="utf-8")
