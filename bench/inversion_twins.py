@@ -24,8 +24,10 @@ Scores: the share of true sources with a found source within 100 m and 250 m (a 
 source counts as a miss), the same among the "visible" sources (those that raised some
 station's true hourly mean by at least 20 ug/m3 -- the rest are below what 550 m spacing
 can see, whatever the method), rate ratio found/true (median, and the share within a factor
-1.25), false sources per twin (found more than 250 m from every truth), how often the
-truth falls inside rate +- 2 sigma, mean confidence, seconds per inversion. Baseline in
+1.25), false sources per twin (found more than 250 m from every truth), the misses by kind
+(nothing found within 1 km / found more than 250 m off / merged with another true source)
+and how many of the missed were visible, how often the truth falls inside rate +- 2 sigma,
+mean confidence, seconds per inversion. Baseline in
 the same run: the highest-reading stations (mean over the window) as the source
 positions -- what an operator looking at the map would guess.
 
@@ -109,6 +111,22 @@ def one_twin(seed: int, scenario: str) -> dict[str, Any]:
             covered.append(abs(best.rate_g_s - tr.rate_g_s) <= 2 * best.rate_sigma_g_s)
             confs.append(best.confidence)
     out["dist"] = dists
+    # why each missed source was missed: "merged" (the nearest found source sits within
+    # 250 m of another true source), "off" (a found source within 1 km, but more than
+    # 250 m away: wrong cell, mirror along the wind), or "not_found" (nothing within 1 km)
+    missed = []
+    for tr, d in zip(truth, dists, strict=True):
+        if d <= 250:
+            continue
+        if d > 1000:
+            missed.append("not_found")
+            continue
+        near = found[int(np.argmin([math.hypot(s.x_m - tr.x_m, s.y_m - tr.y_m)
+                                     for s in found]))]
+        other = any(math.hypot(near.x_m - o.x_m, near.y_m - o.y_m) <= 250
+                    for o in truth if o is not tr)
+        missed.append("merged" if other else "off")
+    out["missed"] = missed
     out["ratio"] = ratios
     out["covered"] = covered
     out["conf"] = confs
@@ -157,6 +175,9 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             if np.any(visible >= VISIBLE) else None,
             "within_250m_of_visible": round(float(np.mean(dist[visible >= VISIBLE] <= 250)), 3)
             if np.any(visible >= VISIBLE) else None,
+            "missed_by_kind": {k: sum(1 for r in runs for m in r["missed"] if m == k)
+                               for k in ("not_found", "off", "merged")},
+            "missed_visible": int(np.sum((dist > 250) & (visible >= VISIBLE))),
             "baseline_within_100m": round(b100, 3),
             "baseline_within_250m": round(b250, 3),
             "ratio_within_250m_vs_baseline": round(w250 / b250, 2) if b250 else None,
