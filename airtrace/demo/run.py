@@ -299,7 +299,7 @@ class Demo:
             self._walk_events()
             time.sleep(0.5)
         p.phase = "draining"
-        self._say("the day is over: the devices stop; the gateways empty their outboxes")
+        self._say("the day is over: the devices stop; waiting for the last hour's inversion")
         self.city.stop()
         self.city = None
         # a gateway goes on recording its silent devices (flag B), so the outboxes never stay
