@@ -16,8 +16,6 @@ Run: ``.venv/bin/python bench/bench_alerts.py``.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import random
 import sys
 import tempfile
@@ -27,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._common import machine
 from cloud.alert_rules import parse_rules
 from cloud.alert_types import LEVELS, Alert, fingerprint
 from cloud.alerts import AlertEngine
@@ -145,11 +144,7 @@ def main() -> None:
             {
                 "bench": "alerts",
                 "results": results,
-                "machine": {
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                    "cpus": os.cpu_count(),
-                },
+                "machine": machine(),
             },
             indent=1,
         )

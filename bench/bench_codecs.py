@@ -10,8 +10,6 @@ serial frames and registers). Run: ``.venv/bin/python bench/bench_codecs.py``.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import struct
 import sys
 import time
@@ -20,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._common import machine
 from protocols import hj212, pms5003, registers, sds011
 
 
@@ -112,15 +111,7 @@ def bench_registers() -> list[dict]:
 
 def main() -> None:
     results = bench_hj212() + bench_serial() + bench_registers()
-    machine = {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "system": platform.system(),
-    }
-    print(json.dumps({"bench": "codecs", "machine": machine, "results": results}, indent=2))
+    print(json.dumps({"bench": "codecs", "machine": machine(), "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,6 @@ Run: ``.venv/bin/python bench/gateway_bus.py``.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -28,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._common import machine
 from firmware_sim.ptypair import PtyPair
 from gateway import config
 from gateway.clock import SystemClock
@@ -183,11 +182,7 @@ def tcp_figures(seconds: float = 0.7) -> dict[str, dict[str, object]]:
 def main() -> None:
     out = {
         "bench": "gateway_bus",
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": machine(),
         **rtu_figures(),
         **tcp_figures(),
     }

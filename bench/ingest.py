@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,47 +46,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import paho.mqtt.client as paho
-from _common import machine
+from _common import Mosquitto, machine
 
 from cloud.config import parse_config
 from cloud.ingest import Ingest
 from cloud.mqtt import MqttClient
 from cloud.store import open_store
 from protocols.telemetry import Pack, Record, encode_pack
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Mosquitto:
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        conf = workdir / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 10000000\nmax_inflight_messages 0\n"
-        )
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 def make_packs(
@@ -349,7 +314,7 @@ def main() -> None:
     if shutil.which("mosquitto") is None:
         sys.exit("bench/ingest.py needs mosquitto on PATH")
     work = Path(tempfile.mkdtemp(prefix="airtrace-bench-"))
-    broker = Mosquitto(work)
+    broker = Mosquitto(work, max_queued=10_000_000, max_inflight=0)
     pg_ok = "postgres" in args.backends and pg_available(args.pg)
     runs: list[dict[str, Any]] = []
     try:
