@@ -22,6 +22,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -33,7 +34,6 @@ from typing import Any
 from airtrace.demo import tally
 from airtrace.demo.inbox import Inbox
 from airtrace.demo.scene import (
-    PERSONS_SECRET_FILE,
     DemoOptions,
     build_world,
     calibrate_gateways,
@@ -184,9 +184,8 @@ class Demo:
         self.inbox.start()
         self.api_port = free_port()
         cloud_toml = write_scene(self.work, self.world, opts, mqtt_url=mqtt_url, embedded=embedded,
-                                 api_port=self.api_port, webhook=self.inbox.url)
-        (self.work / PERSONS_SECRET_FILE).write_bytes(secret + b"\n")
-        self._add_token(cloud_toml)
+                                 api_port=self.api_port, token=self.token,
+                                 webhook=self.inbox.url, secret=secret)
         self._import_registry(cloud_toml)
 
         self.clock = AcceleratedClock(float(self.world.start), opts.rate)
@@ -235,11 +234,6 @@ class Demo:
                 return
             time.sleep(0.1)
         raise AirtraceError(f"the embedded broker did not listen on port {port}")
-
-    def _add_token(self, cloud_toml: Path) -> None:
-        text = cloud_toml.read_text(encoding="utf-8")
-        text = text.replace("[api]\n", f'[api]\ntokens = ["{self.token}"]\n', 1)
-        cloud_toml.write_text(text, encoding="utf-8")
 
     def _import_registry(self, cloud_toml: Path) -> None:
         from cloud.config import load_config as load_cloud
@@ -321,17 +315,16 @@ class Demo:
     def _hours_done(self) -> int:
         """Hours of the run inverted so far."""
         try:
-            hours = [r["hour"] for r in tally.inversion_results(self.work / "cloud.db")]
-        except Exception:
+            hours = tally.inverted_hours(self.work / "cloud.db")
+        except sqlite3.Error:  # not made yet
             return 0
         return sum(1 for h in hours if self.progress.sim_start <= h < self.progress.sim_end)
 
     def _orders_settled(self) -> bool:
         try:
-            orders = tally.alerts_and_events(self.work / "cloud.db")["orders"]
-        except Exception:
+            return tally.orders_waiting(self.work / "cloud.db") == 0
+        except sqlite3.Error:
             return True
-        return all(o["status"] != "sent" for o in orders)
 
     def _wait(self, done: Callable[[], bool], *, timeout: float, what: str) -> bool:
         deadline = time.monotonic() + timeout

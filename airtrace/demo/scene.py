@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,6 +229,7 @@ def cloud_toml(
     embedded_broker: bool,
     db: Path,
     api_port: int,
+    token: str,
     world: Any,
     window_hours: int,
 ) -> str:
@@ -248,6 +248,7 @@ url = "sqlite:///{db.resolve()}"
 
 [api]
 listen = "127.0.0.1:{api_port}"
+tokens = ["{token}"]
 
 [domain]
 origin_lat = {lat!r}
@@ -273,15 +274,16 @@ interval_s = 1
 
 
 def write_scene(work: Path, world: Any, opts: DemoOptions, *, mqtt_url: str, embedded: bool,
-                api_port: int, webhook: str) -> Path:
-    """Write cloud.toml, the rules, the secret and the registry files; returns cloud.toml."""
-    (work / PERSONS_SECRET_FILE).write_text(secrets.token_hex(16) + "\n", encoding="utf-8")
+                api_port: int, token: str, webhook: str, secret: bytes) -> Path:
+    """Write cloud.toml (the API's centre ``token``), the rules, the webhooks' signing
+    ``secret`` and the registry files; returns cloud.toml's path."""
+    (work / PERSONS_SECRET_FILE).write_bytes(secret + b"\n")
     (work / RULES_FILE).write_text(rules_toml(webhook), encoding="utf-8")
     (work / "sites.csv").write_text(sites_csv(world), encoding="utf-8")
     (work / "stations.csv").write_text(stations_csv(world), encoding="utf-8")
     (work / "persons.csv").write_text(persons_csv(world, webhook), encoding="utf-8")
     path = work / "cloud.toml"
     path.write_text(cloud_toml(mqtt_url=mqtt_url, embedded_broker=embedded, db=work / "cloud.db",
-                               api_port=api_port, world=world,
+                               api_port=api_port, token=token, world=world,
                                window_hours=opts.window_hours), encoding="utf-8")
     return path

@@ -123,6 +123,19 @@ def custody_tally(outboxes: Iterable[OutboxCount], db: Path, outbox_dir: Path
     }
 
 
+def inverted_hours(db: Path, quantity: str = "pm10") -> list[int]:
+    """The hours with a stored result (cheap: no result documents read)."""
+    with closing(_ro(db)) as con:
+        return [int(h) for (h,) in con.execute(
+            "SELECT hour FROM inversion_results WHERE quantity=?", (quantity,))]
+
+
+def orders_waiting(db: Path) -> int:
+    """Orders sent to gateways and not answered yet."""
+    with closing(_ro(db)) as con:
+        return int(con.execute("SELECT COUNT(*) FROM commands WHERE status='sent'").fetchone()[0])
+
+
 def inversion_results(db: Path, quantity: str = "pm10") -> list[dict[str, Any]]:
     with closing(_ro(db)) as con:
         rows = con.execute(
