@@ -79,6 +79,7 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
             "persistence false",
+            "set_tcp_nodelay true",
             f"max_queued_messages {max_queued}",
             "log_type error",
         ]

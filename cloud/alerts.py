@@ -40,7 +40,7 @@ import httpx
 from cloud.alert_rules import AlertsConfig, Rule
 from cloud.alert_types import FIRING, RESOLVED, Alert, Hit, fingerprint, format_summary
 from cloud.alerts_store import AlertsDb
-from cloud.events import Workflow, escalation_alert, escalation_over
+from cloud.events import Workflow, escalation_alert, escalation_over, notify_change
 from cloud.events_store import EventsDb, RateRow
 from cloud.orders import OrderDesk
 from cloud.places import Places
@@ -485,33 +485,7 @@ class AlertEngine:
 
     def _event_changed(self, ev: Any, action: str, actor: Any) -> None:
         """Tell ``[events] notify`` of a dispatch (rework included) to a named person."""
-        receiver = self.cfg.events.notify
-        if receiver is None or ev.state != "dispatched" or action not in ("dispatch", "verify"):
-            return
-        labels = {
-            k: v
-            for k, v in (
-                ("event", ev.id),
-                ("site", ev.site),
-                ("cell", ev.cell),
-                ("area", ev.area),
-                ("station", ev.station),
-                ("assignee", ev.assignee),
-                ("level", ev.level),
-            )
-            if v
-        }
-        body = {
-            "version": "1",
-            "kind": "event",
-            "status": "dispatched",
-            "action": action,
-            "by": actor.name,
-            "event": ev.to_json(),
-            "common_labels": labels,
-            "alerts": [],
-        }
-        self.deliverer.enqueue(receiver, body, labels, self.clock())
+        notify_change(self.deliverer, self.cfg.events.notify, ev, action, actor, self.clock())
 
     def _escalation_alert(self, ev: Any, deadline: str, now: float) -> None:
         self.db.put_alert(escalation_alert(ev, deadline, now))

@@ -60,11 +60,13 @@ class Session:
         self.db = AlertsDb(self.store)
         rules = self.cfg.parts_raw.get("alerts", {}).get("rules")
         events_cfg = None
+        rules_cfg = None
         if isinstance(rules, str):
             from cloud.alert_rules import load_rules
 
             path = Path(rules) if Path(rules).is_absolute() else config.parent / rules
-            events_cfg = load_rules(path).events
+            rules_cfg = load_rules(path)
+            events_cfg = rules_cfg.events
         d = self.cfg.domain
         origin = Origin(d.origin_lat, d.origin_lon) if d.has_origin else None  # type: ignore[arg-type]
         places = Places(self.store, origin)
@@ -79,24 +81,42 @@ class Session:
 
         from cloud.clock import clock_from_env
 
+        clock = clock_from_env()  # the service's time (AIRTRACE_CLOCK), not the host's
+        self._deliverer = None
+        on_change = None
+        if rules_cfg is not None and rules_cfg.events.notify is not None:
+            # a dispatch from here queues its work order in the store's outbox, as one
+            # through the API does; the running service delivers it
+            from cloud.events import notify_change
+            from cloud.receivers import Deliverer
+
+            deliverer = self._deliverer = Deliverer(rules_cfg.receivers, self.db, places)
+            receiver = rules_cfg.events.notify
+
+            def on_change(ev: Any, action: str, actor: Any) -> None:
+                notify_change(deliverer, receiver, ev, action, actor, clock())
+
         self.workflow = Workflow(
             EventsDb(self.store),
             events_cfg,
-            clock=clock_from_env(),  # the service's time (AIRTRACE_CLOCK), not the host's
+            clock=clock,
             assignee=places.assignee,
             nearby=places.near,
             station_hours=hours,
+            on_change=on_change,
         )
         if token:
             found = auth.resolve(self.db, token, self.cfg.api.tokens)
             if found is None:
-                self.store.close()
+                self.close()
                 raise InputError("the token belongs to nobody (or a disabled person)")
             self.actor = found
         else:
             self.actor = Actor(as_name or f"cli:{getpass.getuser()}", "centre")
 
     def close(self) -> None:
+        if self._deliverer is not None:
+            self._deliverer.close()
         self.store.close()
 
 

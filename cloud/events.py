@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from cloud import auth
 from cloud.alert_types import Alert, fingerprint, higher, level_rank, parse_duration
@@ -436,4 +436,53 @@ def parse_events(t: Table) -> EventsConfig:
     return cfg
 
 
-__all__ = ["Conflict", "EventsConfig", "Workflow", "higher", "parse_events"]
+class Notifier(Protocol):
+    def enqueue(
+        self, receiver: str, body: Mapping[str, Any], labels: Mapping[str, str], now: float
+    ) -> list[str]: ...
+
+
+def notify_change(
+    outbox: Notifier, receiver: str | None, ev: Event, action: str, actor: Actor, now: float
+) -> None:
+    """Queue the work order for ``[events] notify`` when an event is dispatched to a named
+    person (rework included). Whoever acts -- the API, the engine, ``cloud events`` on the
+    command line -- queues it in the store's notification outbox; the running service's
+    deliverer sends it, with its retries."""
+    if receiver is None or ev.state != "dispatched" or action not in ("dispatch", "verify"):
+        return
+    labels = {
+        k: v
+        for k, v in (
+            ("event", ev.id),
+            ("site", ev.site),
+            ("cell", ev.cell),
+            ("area", ev.area),
+            ("station", ev.station),
+            ("assignee", ev.assignee),
+            ("level", ev.level),
+        )
+        if v
+    }
+    body = {
+        "version": "1",
+        "kind": "event",
+        "status": "dispatched",
+        "action": action,
+        "by": actor.name,
+        "event": ev.to_json(),
+        "common_labels": labels,
+        "alerts": [],
+    }
+    outbox.enqueue(receiver, body, labels, now)
+
+
+__all__ = [
+    "Conflict",
+    "EventsConfig",
+    "Notifier",
+    "Workflow",
+    "higher",
+    "notify_change",
+    "parse_events",
+]

@@ -16,7 +16,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -32,6 +34,14 @@ from cloud.config import MqttConfig
 from protocols.errors import AirtraceError
 
 log = logging.getLogger(__name__)
+
+
+def _no_delay(client: paho.Client, userdata: object, sock: object) -> None:
+    """Send each MQTT packet at once (TCP_NODELAY). With Nagle's algorithm on, a small
+    packet written while the previous one awaits its ACK waits for the peer's delayed ACK
+    (~40 ms on Linux): a command's PUBACK then its answer cost 40-70 ms on loopback."""
+    with contextlib.suppress(OSError, AttributeError):  # not a TCP socket: no matter
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
 
 
 class MqttError(AirtraceError):
@@ -99,6 +109,7 @@ class MqttClient:
                 keyfile=str(cfg.key_file) if cfg.key_file else None,
                 cert_reqs=ssl.CERT_REQUIRED,
             )
+        c.on_socket_open = _no_delay
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -138,6 +149,9 @@ class MqttClient:
         finally:
             self._client.loop_stop()
             self._connected.clear()
+            # loop_start's wake-up socket pair is otherwise closed only by paho's finaliser
+            with contextlib.suppress(Exception):
+                self._client._reset_sockets()
 
     def wait_connected(self, timeout: float) -> bool:
         """Wait until connected and, when there are subscriptions, subscribed."""

@@ -127,7 +127,7 @@ class OrderDesk:
         purpose: str,
         now: float,
     ) -> list[OrderRow]:
-        st = self.places.station(station)
+        st = self.places.station_now(station)
         if st is not None and st.state == "offline":
             self.db.note(
                 ev.id,

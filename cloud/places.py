@@ -95,6 +95,11 @@ class Places:
     def station(self, sid: str) -> Station | None:
         return self._stations.get(sid) or self.store.get_station(sid)
 
+    def station_now(self, sid: str) -> Station | None:
+        """The station as the registry has it this moment (its online state changes between
+        rounds: an order must not be skipped for a gateway that has just come back)."""
+        return self.store.get_station(sid) or self._stations.get(sid)
+
     def site(self, site_id: str) -> Site | None:
         return self._sites.get(site_id) or self.store.get_site(site_id)
 

@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import logging
 import random
+import socket
 import ssl
 import threading
 import time
@@ -152,6 +153,14 @@ _GENERATIONS = itertools.count(1)  # unique across links, so a replaced link's e
 _AUTH_CODES = (4, 5, 134, 135)  # bad user name or password, not authorised (3.1.1 and 5)
 
 
+def _no_delay(client: paho.Client, userdata: object, sock: object) -> None:
+    """Send each MQTT packet at once (TCP_NODELAY). With Nagle's algorithm on, a small
+    packet written while the previous one awaits its ACK waits for the peer's delayed ACK
+    (~40 ms on Linux): a command's PUBACK then its answer cost 40-70 ms on loopback."""
+    with contextlib.suppress(OSError, AttributeError):  # not a TCP socket: no matter
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
+
+
 def _client(settings: MqttSettings, gen: int) -> paho.Client:
     c = paho.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
@@ -161,6 +170,7 @@ def _client(settings: MqttSettings, gen: int) -> paho.Client:
         protocol=paho.MQTTv311,
         reconnect_on_failure=False,
     )
+    c.on_socket_open = _no_delay
     c.max_inflight_messages_set(settings.max_inflight)
     c.max_queued_messages_set(settings.max_queued)
     c.connect_timeout = settings.connect_timeout_s
@@ -345,6 +355,10 @@ class MqttLink:
             with contextlib.suppress(Exception):
                 client.disconnect()
                 client.loop(0.01)
+        # paho's manual loop() opens a wake-up socket pair that only its finaliser closes;
+        # close it now (and the connection, if still open) rather than leak two fds per session
+        with contextlib.suppress(Exception):
+            client._reset_sockets()
         if self._refused is not None and not was_connected:
             self._fail(self._refused[0], self._refused[1])
         if was_connected:

@@ -69,6 +69,7 @@ class Broker:
                 f"persistence {'true' if self.persistence else 'false'}",
                 f"persistence_location {self.workdir}/",
                 "autosave_interval 1",
+                "set_tcp_nodelay true",
                 "max_queued_messages 100000",
                 f"log_dest file {self.workdir}/mosquitto.log",
                 "log_type error",

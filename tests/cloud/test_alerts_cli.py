@@ -108,3 +108,60 @@ def test_the_commands_keep_the_services_clock(
         assert start <= s.workflow.clock() < start + 600 * 600
     finally:
         s.close()
+
+
+def test_a_dispatch_from_the_command_line_sends_the_work_order(tmp_path: Path, cli: object) -> None:
+    """``cloud events dispatch`` queues the work order for ``[events] notify`` in the store's
+    outbox, as a dispatch through the API does, and the running service delivers it."""
+    from cloud.alert_rules import load_rules
+    from cloud.alerts import AlertEngine
+    from cloud.events import EventsConfig
+    from tests.cloud.alerting import WebhookServer
+
+    run: Any = cli
+    rules = readme_rules(tmp_path)
+    conf = tmp_path / "cloud.toml"
+    conf.write_text(
+        f'[store]\nurl = "sqlite:///{tmp_path}/c.db"\n[ingest]\nenabled = false\n'
+        f'[alerts]\nenabled = true\nrules = "{rules.name}"\n'
+    )
+    hook = WebhookServer("persons-secret").start()
+    with open_store(f"sqlite:///{tmp_path}/c.db") as store:
+        world(store, officer_hook=hook.url("/wang"))  # Wang: SITE-1's officer
+        labels = {"alertname": "site-pm10-5min", "site": "SITE-1", "cell": "g0_0"}
+        a = Alert(
+            fingerprint(labels),
+            "site-pm10-5min",
+            "threshold",
+            {**labels, "level": "orange"},
+            "orange",
+        )
+        flow = Workflow(EventsDb(store), EventsConfig(auto_dispatch=False))
+        ev = flow.on_alert(a, (500.0, 500.0))
+        assert ev is not None and ev.state == "filed"
+    try:
+        c = ["-c", str(conf)]
+        r = run("cloud", "events", "dispatch", *c, ev.id, "--to", "Wang", "--note", "cover it")
+        assert r.code == 0 and f"{ev.id} dispatched -> Wang" in r.stdout, r.stderr
+        queued = [
+            json.loads(x)
+            for x in run("cloud", "alerts", "outbox", *c, "--json").stdout.splitlines()
+        ]
+        assert [(n["receiver"], n["status"]) for n in queued] == [("assignee", "pending")]
+        assert hook.bodies() == []  # the command line queues; it does not deliver
+        with open_store(f"sqlite:///{tmp_path}/c.db") as store:
+            engine = AlertEngine(store, load_rules(rules))
+            try:
+                engine.tick()
+            finally:
+                engine.close()
+        (body,) = hook.bodies("/wang")
+        assert (body["kind"], body["action"], body["by"]) == (
+            "event",
+            "dispatch",
+            "cli:" + __import__("getpass").getuser(),
+        )
+        assert body["event"]["id"] == ev.id and body["common_labels"]["assignee"] == "Wang"
+        assert hook.received[0].signed
+    finally:
+        hook.stop()

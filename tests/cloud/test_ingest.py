@@ -56,6 +56,15 @@ def test_packs_are_stored_once_and_the_watermark_follows(ingest: Ingest, gateway
     assert store.get_station("GX-1").status == "pending"  # never seen: kept, registered
 
 
+def test_the_central_client_sends_without_nagle_delay(ingest: Ingest) -> None:
+    """TCP_NODELAY on the central client's socket: with Nagle's algorithm a PUBACK and the
+    packet after it wait for the broker's delayed ACK (~40 ms a hop on Linux)."""
+    import socket
+
+    sock = ingest.client._client.socket()
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
 def test_the_watermark_waits_for_a_hole_and_passes_the_floor(
     ingest: Ingest, gateway: Gateway
 ) -> None:

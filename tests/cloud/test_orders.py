@@ -154,6 +154,32 @@ def test_offline_gateways_are_skipped_and_no_connection_is_recorded(store: Store
     assert skipped == [{"purpose": "burst", "station": "MICRO-1", "why": "gateway offline"}]
 
 
+def test_an_order_sees_the_gateway_state_of_now_not_of_the_last_round(store: Store) -> None:
+    """The engine re-reads the registry once a round; a gateway that came back (or went
+    away) since must be judged by its state now."""
+    from dataclasses import replace
+
+    world(store)
+    st = store.get_station("MICRO-1")
+    assert st is not None
+    store.put_station(replace(st, state="offline"))
+    places = Places(store, Origin(*ORIGIN))  # the round's view: MICRO-1 offline
+    store.put_station(replace(st, state="online"))  # ... and then it reconnects
+    dust = store.get_station("DUST-1")
+    assert dust is not None
+    store.put_station(replace(dust, state="offline"))  # while this one drops
+    db = EventsDb(store)
+    desk = OrderDesk(db, OrdersConfig(), None, places, store.get_command)
+    labels = {"alertname": "source", "site": "SITE-1"}
+    alert = Alert(fingerprint(labels), "source", "inversion", {**labels, "level": "red"}, "red")
+    ev = Workflow(db, clock=lambda: 0.0).on_alert(alert, (500, 500))
+    assert ev is not None
+    sent = desk.on_alert(ev, alert, ["burst"], 0.0, (500.0, 500.0))
+    assert [o.station for o in sent] == ["MICRO-1"]
+    skipped = [e.detail for e in db.log(ev.id) if e.action == "order_skipped"]
+    assert skipped == [{"purpose": "burst", "station": "DUST-1", "why": "gateway offline"}]
+
+
 @pytest.mark.parametrize(("deadline", "expires"), [(120.0, 600.0), (7200.0, 7200.0)])
 def test_an_order_lives_at_the_gateway_as_long_as_its_ack_is_awaited(
     store: Store, deadline: float, expires: float

@@ -238,3 +238,19 @@ def test_tls_with_the_station_ca(broker, tmp_path: Path) -> None:
     with pytest.raises(UplinkError, match="TLS set-up"):
         MqttLink(settings(broker, tls=True, ca_file=tmp_path / "nope.crt"), print).probe(5)
     gc.collect()  # the leaked socket is reported here, inside this test's filter
+
+
+def test_the_link_sends_without_nagle_delay(broker) -> None:
+    """TCP_NODELAY on the link's socket: with Nagle's algorithm a command's answer written
+    right after its PUBACK waits for the broker's delayed ACK (~40 ms a hop on Linux)."""
+    import socket
+
+    events: queue.Queue = queue.Queue()
+    link = MqttLink(settings(broker), events.put)
+    link.start()
+    try:
+        wait_for(events, Connected)
+        sock = link._client.socket()
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        link.stop()
