@@ -36,6 +36,19 @@ def _insert_sql(n: int) -> str:
     )
 
 
+# what the same work can get past by waiting: another writer's lock, a full disk (until
+# space is freed), an I/O error of the medium; anything else is about the data
+_PASSING: Final = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR")
+
+
+def _passing(exc: sqlite3.Error) -> bool:
+    name = getattr(exc, "sqlite_errorname", None)
+    if isinstance(name, str):
+        return name.startswith(_PASSING)
+    text = str(exc)
+    return any(w in text for w in ("locked", "busy", "disk is full", "disk I/O error"))
+
+
 class SqliteStore(SqlStore):
     kind = "sqlite"
     tokens = SQLITE_TOKENS
@@ -84,8 +97,7 @@ class SqliteStore(SqlStore):
             yield
         except sqlite3.OperationalError as exc:
             text = str(exc)
-            retryable = "locked" in text or "busy" in text
-            raise StoreError(f"sqlite {self.path}: {text}", retryable=retryable) from exc
+            raise StoreError(f"sqlite {self.path}: {text}", retryable=_passing(exc)) from exc
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite {self.path}: {exc}") from exc
 

@@ -214,3 +214,53 @@ def test_ingest_comes_back_after_the_broker_is_killed(
     gateway.telemetry("GX-10", [1, 2, 3])  # a gateway resends what the watermark lacks
     wait_for(lambda: gateway.upto("GX-10") == 3, 30, "after the crash")
     assert ingest.store.reading_count("GX-10") == 3
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real, small file system (tmpfs) that can be filled and then grown, as an operator
+    frees space; needs root and mount (skipped elsewhere)."""
+    import os
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+        check=False,
+        capture_output=True,
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_holds_the_feed_back_and_it_resumes_when_space_is_freed(
+    small_disk: Path, broker, gateway: Gateway
+) -> None:
+    import subprocess
+
+    with open_store(f"sqlite:///{small_disk}/c.db") as store:
+        ing = make_ingest(store, broker.url)
+        ing.start()
+        assert ing.wait_connected(10)
+        try:
+            total = 0
+            for start in range(1, 40_001, 500):  # ~4 MB of rows for a 1 MB disk
+                gateway.telemetry("GX-FULL", range(start, start + 500))
+                total = start + 499
+            wait_for(lambda: ing.stats.store_errors > 0, what="the disk to fill")
+            assert gateway.upto("GX-FULL") < total  # nothing is confirmed that is not stored
+            subprocess.run(
+                ["mount", "-o", "remount,size=64m", str(small_disk)], check=True
+            )  # the operator frees space: the same messages go in, no restart, no resend
+            wait_for(lambda: gateway.upto("GX-FULL") == total, timeout=60, what="all stored")
+            assert store.reading_count("GX-FULL") == total
+            assert not ing.stats.quarantined  # a full disk is not the data's fault
+        finally:
+            ing.stop()
