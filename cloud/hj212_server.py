@@ -19,6 +19,11 @@ There is no gateway outbox behind these readings, so each gets a deterministic k
 ``hj212-<CN>-<factor>`` and id = ``DataTime`` in epoch seconds — a resent packet is a
 no-op. The ``9014`` reply (when ``Flag`` asks for one) goes out only after the readings are
 committed, so a logger that got no answer sends again and nothing is lost.
+
+A value that is not a number (``a34004-Rtd=--`` from a logger whose channel failed) spoils
+only itself: the packet's other values are stored and answered, and the bad one is left
+out, counted (``bad_values``) and recorded in the quarantine (class ``value``) with the
+packet. A frame that is broken as a whole (CRC, length, syntax) is refused.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ class Hj212Stats:
     refused: int = 0
     bad_frames: int = 0
     ignored: int = 0  # packets of other CNs (heartbeats, replies, daily data)
+    bad_values: int = 0  # fields that were not numbers, left out of packets otherwise kept
     by_reason: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -72,6 +78,7 @@ class Hj212Stats:
             "refused": self.refused,
             "bad_frames": self.bad_frames,
             "ignored": self.ignored,
+            "bad_values": self.bad_values,
             "by_reason": dict(self.by_reason),
         }
 
@@ -163,7 +170,7 @@ class Hj212Server:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
-        stream = hj212.Hj212Stream()
+        stream = hj212.Hj212Stream(bad_values="skip")  # one bad value spoils no packet
         parts = hj212.Hj212Reassembler()
         try:
             while True:
@@ -207,6 +214,16 @@ class Hj212Server:
             self.stats.refused += exc.reason_class == "auth"
             await self._quarantine(where, exc.reason, exc.reason_class, payload, packet.mn)
             return
+        if packet.skipped:
+            self.stats.bad_values += len(packet.skipped)
+            sent = ", ".join(f"{c}-{f}={v[:20]!r}" for c, f, v in packet.skipped[:5])
+            await self._quarantine(
+                where,
+                f"not a number, left out (the packet's other values are kept): {sent}",
+                "value",
+                payload,
+                packet.mn,
+            )
         if packs:
             batch = Batch(packs=packs, received=self.clock())
             try:

@@ -12,6 +12,7 @@ factor. Everything raises only ``Hj212Error`` (CRC mismatches ``Hj212CrcError``)
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -136,6 +137,9 @@ class Packet:
     pno: int | None = None
     cp: dict[str, CpValue] = field(default_factory=dict, hash=False)
     segment: str = field(default="", compare=False)
+    # with ``parse(..., bad_values="skip")``: the numeric fields left out of ``cp`` because
+    # their value was not a number, as (factor, field, value as sent)
+    skipped: tuple[tuple[str, str, str], ...] = field(default=(), compare=False)
 
     @property
     def needs_reply(self) -> bool:
@@ -185,8 +189,15 @@ class Packet:
 # -- parse --------------------------------------------------------------------------------
 
 
-def parse(data: bytes | str) -> Packet:
-    """Parse one frame (``##`` + length + data segment + CRC, CR LF optional)."""
+def parse(data: bytes | str, *, bad_values: str = "raise") -> Packet:
+    """Parse one frame (``##`` + length + data segment + CRC, CR LF optional).
+
+    A numeric field (``Rtd``, ``Avg``...) whose value is not a number raises, unless
+    ``bad_values="skip"``: then that field is left out of ``cp`` and listed in
+    ``Packet.skipped``, so a logger whose one channel sends ``--`` keeps the packet's other
+    values (the frame and its CRC are sound; only that value is unusable)."""
+    if bad_values not in ("raise", "skip"):
+        raise ValueError(f"bad_values must be 'raise' or 'skip', not {bad_values!r}")
     if isinstance(data, str):
         try:
             raw = data.encode("utf-8")
@@ -200,7 +211,7 @@ def parse(data: bytes | str) -> Packet:
         raw = raw[:-2]
     elif raw.endswith(b"\n"):
         raw = raw[:-1]
-    return _parse_segment(_decode_text(_check_frame(raw)))
+    return _parse_segment(_decode_text(_check_frame(raw)), skip=bad_values == "skip")
 
 
 def _check_frame(frame: bytes) -> bytes:
@@ -244,7 +255,7 @@ def _decode_text(segment: bytes) -> str:
         raise Hj212Error("the data segment is neither UTF-8 nor GB 18030 text") from exc
 
 
-def _parse_segment(segment: str) -> Packet:
+def _parse_segment(segment: str, *, skip: bool = False) -> Packet:
     at = segment.find("CP=&&")
     if at < 0:
         raise Hj212Error("missing CP: the data segment has no 'CP=&&'")
@@ -272,6 +283,8 @@ def _parse_segment(segment: str) -> Packet:
     if pnum is not None and pno is not None and not 1 <= pno <= pnum:
         raise Hj212Error(f"PNO={pno} is outside 1..PNUM={pnum}", field="PNO")
     texts = {k: header.get(k) or None for k in ("QN", "ST", "CN", "PW", "MN")}
+    skipped: list[tuple[str, str, str]] | None = [] if skip else None
+    cp = _parse_cp(segment[at + 5 : -2], skipped)
     return Packet(
         qn=texts["QN"],
         st=texts["ST"],
@@ -281,8 +294,9 @@ def _parse_segment(segment: str) -> Packet:
         flag=flag,
         pnum=pnum,
         pno=pno,
-        cp=_parse_cp(segment[at + 5 : -2]),
+        cp=cp,
         segment=segment,
+        skipped=tuple(skipped or ()),
     )
 
 
@@ -297,7 +311,7 @@ def _header_int(name: str, text: str | None) -> int | None:
     return value
 
 
-def _parse_cp(text: str) -> dict[str, CpValue]:
+def _parse_cp(text: str, skipped: list[tuple[str, str, str]] | None = None) -> dict[str, CpValue]:
     cp: dict[str, CpValue] = {}
     for group in text.split(";"):
         for item in group.split(","):
@@ -317,7 +331,13 @@ def _parse_cp(text: str) -> dict[str, CpValue]:
             entry = cp.setdefault(code, {})
             if isinstance(entry, str):
                 raise Hj212Error(f"CP key {code!r} is both a field and a factor")
-            entry[name] = _field_value(code, name, value)  # a repeated field: the last wins
+            try:
+                entry[name] = _field_value(code, name, value)  # a repeated field: the last wins
+            except Hj212Error:
+                if skipped is None:
+                    raise
+                entry.pop(name, None)
+                skipped.append((code, name, value))
     return cp
 
 
@@ -585,7 +605,10 @@ def _join(parts: list[Packet]) -> Packet:
     first = parts[0]
     flag = None if first.flag is None else first.flag & ~2
     segment = segment_text(first.st, first.cn, first.pw, first.mn, cp, qn=first.qn, flag=flag)
-    return Packet(first.qn, first.st, first.cn, first.pw, first.mn, flag, None, None, cp, segment)
+    skipped = tuple(x for part in parts for x in part.skipped)
+    return Packet(
+        first.qn, first.st, first.cn, first.pw, first.mn, flag, None, None, cp, segment, skipped
+    )
 
 
 # -- TCP stream ---------------------------------------------------------------------------
@@ -614,11 +637,13 @@ class Hj212Stream(FrameSplitter[Packet, Hj212Error]):
     chunks or coalesced; CR LF between frames is optional. The buffer is bounded by the
     largest frame a length field can announce."""
 
-    def __init__(self, *, report_every: int = 4096) -> None:
+    def __init__(self, *, report_every: int = 4096, bad_values: str = "raise") -> None:
+        if bad_values not in ("raise", "skip"):
+            raise ValueError(f"bad_values must be 'raise' or 'skip', not {bad_values!r}")
         super().__init__(
             syncs=(b"##",),
             measure=_measure,
-            decode=parse,
+            decode=functools.partial(parse, bad_values=bad_values),
             error=Hj212Error,
             max_frame=MAX_FRAME,
             ignore=b"\r\n",

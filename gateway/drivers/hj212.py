@@ -154,7 +154,7 @@ class Hj212Listener:
             self._threads = [x for x in self._threads if x.is_alive()] + [t]
 
     def _serve(self, conn: socket.socket, peer: Any) -> None:
-        stream = hj212.Hj212Stream()
+        stream = hj212.Hj212Stream(bad_values="skip")  # one bad value spoils no packet
         parts = hj212.Hj212Reassembler()
         where = f"hj212 :{self.port} from {peer[0]}:{peer[1]}"
         conn.settimeout(0.5)
@@ -301,11 +301,18 @@ class Hj212Driver:
             if factor is None:
                 continue  # a packet may carry a subset of the monitor's factors
             raw = factor.get(field_name)
+            sent = next(
+                (v for c, n, v in r.packet.skipped if c == f.field and n == field_name), None
+            )
             letter = factor.get("Flag")
             flag = _FLAGS.get(letter, Flag.FAULT) if isinstance(letter, str) else Flag.NORMAL
             why = None if flag is Flag.NORMAL else f"the monitor flags {f.field} {letter!r}"
             if not isinstance(raw, float):
-                why = f"{self.sensor.name}: {f.field} carries no {field_name} value"
+                why = (
+                    f"{self.sensor.name}: {f.field} carries no {field_name} value"
+                    if sent is None
+                    else f"{self.sensor.name}: {f.field}-{field_name}={sent[:20]!r} is not a number"
+                )
                 flag = flag if not flag.valid else Flag.FAULT
                 out.append(Sample(self.name, f.quantity, f.unit, None, r.ts, flag, why))
                 continue

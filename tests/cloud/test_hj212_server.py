@@ -202,6 +202,25 @@ def test_a_bad_crc_is_quarantined_and_the_stream_goes_on(store: Store) -> None:
     assert store.reading_count("DUST-1") == 3
 
 
+def test_a_value_that_is_not_a_number_spoils_only_itself(store: Store) -> None:
+    """A logger whose one channel sends ``--``: the packet's other values are stored and
+    answered; the bad one is left out, counted and kept in the quarantine with the packet."""
+    seg = hj212.parse(frame()).segment.encode().replace(b"a34004-Rtd=35.2", b"a34004-Rtd=--")
+    bad = b"##%04d%s%04X\r\n" % (len(seg), seg, hj212.crc16(seg))
+
+    async def scenario(server: Hj212Server, client: Client) -> None:
+        await client.send(bad)
+        (reply,) = await client.replies(1)
+        assert reply.cn == "9014"
+
+    server = run(store, scenario)
+    assert {r.quantity for r in store.iter_readings(station="DUST-1")} == {"pm10", "temp"}
+    assert server.stats.bad_values == 1 and server.stats.as_dict()["bad_values"] == 1
+    (q,) = store.quarantine_entries()
+    assert (q.reason_class, q.source) == ("value", "hj212")
+    assert "a34004-Rtd='--'" in q.reason and "other values are kept" in q.reason
+
+
 def test_long_messages_in_parts_and_hourly_data(store: Store) -> None:
     cp = {
         "DataTime": "20260528200000",

@@ -610,3 +610,50 @@ def test_readme_wire_codecs_example_runs() -> None:
     assert blocks, "the wire-codecs section has a python example"
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+# -- a value that is not a number -----------------------------------------------------------
+
+_GARBAGE = ["--", "", "N/A", "1.2.3", "nan", "inf", "12a", "0x1F", "\u2014"]
+
+
+@given(
+    st.dictionaries(
+        _token.filter(lambda k: k != "DataTime"),
+        st.dictionaries(_numeric, st.one_of(_number, st.sampled_from(_GARBAGE)), min_size=1),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_skip_mode_keeps_every_number_and_lists_every_bad_value(
+    factors: dict[str, dict[str, float | str]],
+) -> None:
+    items = [f"{code}-{name}={v if isinstance(v, str) else repr(v)}"
+             for code, fields in factors.items() for name, v in fields.items()]  # fmt: skip
+    cp = "DataTime=20260528202600;" + ",".join(items)
+    seg = f"QN=20260528202600123;ST=22;CN=2011;PW=123456;MN=MN1;Flag=5;CP=&&{cp}&&".encode()
+    frame = b"##%04d%s%04X" % (len(seg), seg, crc16(seg))  # build() refuses such values
+    bad = {(c, n, v) for c, f in factors.items() for n, v in f.items() if isinstance(v, str)}
+    p = parse(frame, bad_values="skip")
+    assert set(p.skipped) == bad and len(p.skipped) == len(bad)
+    assert p.factors == {
+        c: {n: v for n, v in f.items() if not isinstance(v, str)} for c, f in factors.items()
+    }
+    assert p.cp["DataTime"] == "20260528202600"
+    if bad:
+        with pytest.raises(Hj212Error, match="is not a number"):
+            parse(frame)
+    else:
+        assert parse(frame) == p
+
+
+def test_skip_mode_through_the_stream_and_the_golden_case() -> None:
+    frame = (CASES / "non_numeric_rtd_rejected.txt").read_bytes().strip()
+    with pytest.raises(Hj212Error, match=r"a34004-Rtd='--' is not a number"):
+        parse(frame)  # the default stays strict
+    (p,) = hj212.Hj212Stream(bad_values="skip").feed(frame + b"\r\n")
+    assert isinstance(p, Packet)
+    assert p.skipped == (("a34004", "Rtd", "--"),)
+    assert p.factors == {"a34004": {"Flag": "D"}} and p.needs_reply is False
+    with pytest.raises(ValueError, match="bad_values"):
+        parse(frame, bad_values="ignore")

@@ -129,6 +129,31 @@ def test_minute_data_uses_averages_and_the_monitors_flags(listening) -> None:
     assert set(samples) == {"pm25", "pm10"}
 
 
+def _with_bad_value(frame: bytes, good: bytes, bad: bytes) -> bytes:
+    """The frame with one value's text replaced (and its length and CRC made right again):
+    ``build`` refuses to write what a failing logger sends."""
+    seg = hj212.parse(frame).segment.encode()
+    assert good in seg
+    seg = seg.replace(good, bad)
+    return b"##%04d%s%04X\r\n" % (len(seg), seg, hj212.crc16(seg))
+
+
+def test_a_value_that_is_not_a_number_spoils_only_itself(listening) -> None:
+    driver, _, port = listening
+    monitor = Monitor(port)
+    try:
+        monitor.send(_with_bad_value(packet(), b"a34002-Rtd=80;", b"a34002-Rtd=--;"))
+        assert monitor.reply() is not None  # the packet is taken and answered
+        samples = {s.quantity: s for s in driver.read()}
+    finally:
+        monitor.close()
+    assert samples["pm25"].raw == 35.0 and samples["pm25"].flag is Flag.NORMAL
+    assert samples["tsp"].raw == 120.0
+    pm10 = samples["pm10"]
+    assert pm10.raw is None and pm10.flag is Flag.FAULT
+    assert "a34002-Rtd='--' is not a number" in (pm10.why or "")
+
+
 def test_garbage_and_bad_frames_are_skipped_on_a_live_connection(listening) -> None:
     driver, _, port = listening
     good = packet(values={"a34004": 12.0})
