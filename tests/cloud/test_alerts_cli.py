@@ -18,26 +18,36 @@ from tests.cloud.alerting import world
 from tests.cloud.test_alerts_rules import readme_rules
 
 
-@pytest.mark.slow
-def test_a_person_walks_an_event_from_the_command_line(tmp_path: Path, cli: object) -> None:
-    run: Any = cli
+def cloud_toml(tmp_path: Path) -> tuple[Path, Path]:
+    """The README's rule file and a cloud.toml with alerts on and ingest off."""
     rules = readme_rules(tmp_path)
     conf = tmp_path / "cloud.toml"
     conf.write_text(
         f'[store]\nurl = "sqlite:///{tmp_path}/c.db"\n[ingest]\nenabled = false\n'
         f'[alerts]\nenabled = true\nrules = "{rules.name}"\n'
     )
+    return rules, conf
+
+
+def pm10_alert() -> Alert:
+    labels = {"alertname": "site-pm10-5min", "site": "SITE-1", "cell": "g0_0"}
+    return Alert(
+        fingerprint(labels),
+        "site-pm10-5min",
+        "threshold",
+        {**labels, "level": "orange"},
+        "orange",
+        annotations={"summary": "PM10 high"},
+    )
+
+
+@pytest.mark.slow
+def test_a_person_walks_an_event_from_the_command_line(tmp_path: Path, cli: object) -> None:
+    run: Any = cli
+    _, conf = cloud_toml(tmp_path)
     with open_store(f"sqlite:///{tmp_path}/c.db") as store:
         world(store)
-        labels = {"alertname": "site-pm10-5min", "site": "SITE-1", "cell": "g0_0"}
-        a = Alert(
-            fingerprint(labels),
-            "site-pm10-5min",
-            "threshold",
-            {**labels, "level": "orange"},
-            "orange",
-            annotations={"summary": "PM10 high"},
-        )
+        a = pm10_alert()
         flow = Workflow(EventsDb(store), assignee=Places(store, None).assignee)
         ev = flow.on_alert(a, (500.0, 500.0))
         assert ev is not None
@@ -119,23 +129,11 @@ def test_a_dispatch_from_the_command_line_sends_the_work_order(tmp_path: Path, c
     from tests.cloud.alerting import WebhookServer
 
     run: Any = cli
-    rules = readme_rules(tmp_path)
-    conf = tmp_path / "cloud.toml"
-    conf.write_text(
-        f'[store]\nurl = "sqlite:///{tmp_path}/c.db"\n[ingest]\nenabled = false\n'
-        f'[alerts]\nenabled = true\nrules = "{rules.name}"\n'
-    )
+    rules, conf = cloud_toml(tmp_path)
     hook = WebhookServer("persons-secret").start()
     with open_store(f"sqlite:///{tmp_path}/c.db") as store:
         world(store, officer_hook=hook.url("/wang"))  # Wang: SITE-1's officer
-        labels = {"alertname": "site-pm10-5min", "site": "SITE-1", "cell": "g0_0"}
-        a = Alert(
-            fingerprint(labels),
-            "site-pm10-5min",
-            "threshold",
-            {**labels, "level": "orange"},
-            "orange",
-        )
+        a = pm10_alert()
         flow = Workflow(EventsDb(store), EventsConfig(auto_dispatch=False))
         ev = flow.on_alert(a, (500.0, 500.0))
         assert ev is not None and ev.state == "filed"

@@ -134,6 +134,17 @@ def test_burst_and_spray_are_acked_by_some_and_timed_out_for_the_silent(
         responder.close()
 
 
+def burst_at_site_1(db: EventsDb, places: Places, store: Store) -> tuple[Any, list[Any]]:
+    """A red source alert at SITE-1 opens an event; the desk orders burst sampling (no
+    MQTT connection: what is not skipped comes back as an error)."""
+    desk = OrderDesk(db, OrdersConfig(), None, places, store.get_command)
+    labels = {"alertname": "source", "site": "SITE-1"}
+    alert = Alert(fingerprint(labels), "source", "inversion", {**labels, "level": "red"}, "red")
+    ev = Workflow(db, clock=lambda: 0.0).on_alert(alert, (500, 500))
+    assert ev is not None
+    return ev, desk.on_alert(ev, alert, ["burst"], 0.0, (500.0, 500.0))
+
+
 def test_offline_gateways_are_skipped_and_no_connection_is_recorded(store: Store) -> None:
     from dataclasses import replace
 
@@ -143,12 +154,7 @@ def test_offline_gateways_are_skipped_and_no_connection_is_recorded(store: Store
     store.put_station(replace(st, state="offline"))
     places = Places(store, Origin(*ORIGIN))
     db = EventsDb(store)
-    desk = OrderDesk(db, OrdersConfig(), None, places, store.get_command)
-    labels = {"alertname": "source", "site": "SITE-1"}
-    alert = Alert(fingerprint(labels), "source", "inversion", {**labels, "level": "red"}, "red")
-    ev = Workflow(db, clock=lambda: 0.0).on_alert(alert, (500, 500))
-    assert ev is not None
-    sent = desk.on_alert(ev, alert, ["burst"], 0.0, (500.0, 500.0))
+    ev, sent = burst_at_site_1(db, places, store)
     assert [(o.station, o.status) for o in sent] == [("DUST-1", "error")]
     skipped = [e.detail for e in db.log(ev.id) if e.action == "order_skipped"]
     assert skipped == [{"purpose": "burst", "station": "MICRO-1", "why": "gateway offline"}]
@@ -169,12 +175,7 @@ def test_an_order_sees_the_gateway_state_of_now_not_of_the_last_round(store: Sto
     assert dust is not None
     store.put_station(replace(dust, state="offline"))  # while this one drops
     db = EventsDb(store)
-    desk = OrderDesk(db, OrdersConfig(), None, places, store.get_command)
-    labels = {"alertname": "source", "site": "SITE-1"}
-    alert = Alert(fingerprint(labels), "source", "inversion", {**labels, "level": "red"}, "red")
-    ev = Workflow(db, clock=lambda: 0.0).on_alert(alert, (500, 500))
-    assert ev is not None
-    sent = desk.on_alert(ev, alert, ["burst"], 0.0, (500.0, 500.0))
+    ev, sent = burst_at_site_1(db, places, store)
     assert [o.station for o in sent] == ["MICRO-1"]
     skipped = [e.detail for e in db.log(ev.id) if e.action == "order_skipped"]
     assert skipped == [{"purpose": "burst", "station": "DUST-1", "why": "gateway offline"}]
