@@ -166,8 +166,9 @@ class _Stopper:
 
 
 def _all_faults(device: Any) -> list[Any]:
-    units = getattr(device, "units", None)
-    return [u.faults for u in units.values()] if units else [device.faults]
+    """A Modbus line's faults are its units'; any other device has its own."""
+    units = getattr(device, "units", None)  # the HJ 212 monitor's ``units`` is "ug/m3"
+    return [u.faults for u in units.values()] if isinstance(units, dict) else [device.faults]
 
 
 @click.group(no_args_is_help=True)
