@@ -125,7 +125,10 @@ class _Setup:
             faults.drift(q, per_hour)
 
     def run(self, devices: list[Any], lines: list[str]) -> None:
-        """Start, print, wait for SIGTERM/Ctrl-C, stop."""
+        """Switch the faults on, start, print, wait for SIGTERM/Ctrl-C, stop."""
+        for d in devices:
+            for faults in _all_faults(d):
+                self.apply(faults)
         with _Stopper() as stopper:
             started = []
             try:
@@ -166,8 +169,9 @@ class _Stopper:
 
 
 def _all_faults(device: Any) -> list[Any]:
-    units = getattr(device, "units", None)
-    return [u.faults for u in units.values()] if units else [device.faults]
+    """A Modbus line's faults are its units'; any other device has its own."""
+    units = getattr(device, "units", None)  # the HJ 212 monitor's ``units`` is "ug/m3"
+    return [u.faults for u in units.values()] if isinstance(units, dict) else [device.faults]
 
 
 @click.group(no_args_is_help=True)
@@ -223,18 +227,7 @@ def models_cmd() -> None:
 @common
 def modbus_tcp_cmd(model: str, units: tuple[str, ...], host: str, port: int, **opts: Any) -> None:
     """A Modbus TCP server with one or more simulated units."""
-    from firmware_sim.modbus import ModbusDevice
-
-    setup = _Setup(opts)
-    table = _units(units, model)
-    dev = ModbusDevice(
-        table, transport="tcp", host=host, port=port, source=setup.source,
-        clock=setup.clock, seed=setup.seed,
-    )  # fmt: skip
-    for unit in dev.units.values():
-        setup.apply(unit.faults)
-    desc = ", ".join(f"{u}={m}" for u, m in table.items())
-    setup.run([dev], [f"modbus-tcp {{0}} units {desc}"])
+    _modbus("tcp", model, units, opts, host=host, port=port)
 
 
 @app.command("modbus-rtu")
@@ -248,18 +241,23 @@ def modbus_rtu_cmd(
     model: str, units: tuple[str, ...], device_path: str | None, **opts: Any
 ) -> None:
     """An RS485 line (Modbus RTU on a pty pair) with one or more simulated units."""
+    _modbus("rtu", model, units, opts, serial_port=device_path)
+
+
+def _modbus(
+    transport: str, model: str, units: Sequence[str], opts: dict[str, Any], **where: Any
+) -> None:
+    """Run a Modbus ``transport`` ("tcp" or "rtu") device at ``where`` with the ``--unit``s."""
     from firmware_sim.modbus import ModbusDevice
 
     setup = _Setup(opts)
     table = _units(units, model)
     dev = ModbusDevice(
-        table, transport="rtu", serial_port=device_path, source=setup.source,
-        clock=setup.clock, seed=setup.seed,
+        table, transport=transport, source=setup.source, clock=setup.clock, seed=setup.seed,
+        **where,
     )  # fmt: skip
-    for unit in dev.units.values():
-        setup.apply(unit.faults)
     desc = ", ".join(f"{u}={m}" for u, m in table.items())
-    setup.run([dev], [f"modbus-rtu {{0}} units {desc}"])
+    setup.run([dev], [f"modbus-{transport} {{0}} units {desc}"])
 
 
 @app.command("pms5003")
@@ -277,7 +275,6 @@ def pms5003_cmd(variant: str, **opts: Any) -> None:
 
     setup = _Setup(opts)
     dev = Pms5003Sensor(source=setup.source, clock=setup.clock, seed=setup.seed, variant=variant)
-    setup.apply(dev.faults)
     setup.run([dev], [f"serial {{0}} {variant}"])
 
 
@@ -291,7 +288,6 @@ def sds011_cmd(device_id: int | None, **opts: Any) -> None:
 
     setup = _Setup(opts)
     dev = Sds011Sensor(source=setup.source, clock=setup.clock, seed=setup.seed, device_id=device_id)
-    setup.apply(dev.faults)
     setup.run([dev], [f"serial {{0}} sds011 id {dev.device_id:04X}"])
 
 
@@ -382,7 +378,6 @@ def hj212_cmd(
         minute_interval_min=minute_interval, timeout_s=timeout_s, retries=retries,
         utc_offset_h=utc_offset, source=setup.source, clock=setup.clock, seed=setup.seed,
     )  # fmt: skip
-    setup.apply(dev.faults)
     setup.run([dev], [f"hj212-tcp reporting to {{0}} MN={mn} ST={st}"])
 
 

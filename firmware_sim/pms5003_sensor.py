@@ -21,30 +21,25 @@ mass). The ``pms5003t`` variant also carries temperature and humidity.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 
-from firmware_sim.clock import Clock, as_clock
-from firmware_sim.device import Device
-from firmware_sim.faults import Faults, flip_byte
+from firmware_sim.clock import Clock
 from firmware_sim.loop import SimLoop
-from firmware_sim.serial_port import PtyPort
-from firmware_sim.sources import SourceLike, Values
+from firmware_sim.serial_sensor import SerialSensor
+from firmware_sim.sources import SourceLike
 from protocols import pms5003 as codec
 
 __all__ = ["Pms5003Sensor"]
-
-log = logging.getLogger(__name__)
 
 STABLE_S = 2.3
 FAST_S = (0.2, 0.8)
 VARIANTS = ("pms5003", "pms5003t")
 
 
-class Pms5003Sensor(Device):
+class Pms5003Sensor(SerialSensor[codec.Command]):
     """A PMS5003 (or PMS5003T) writing to a pty; ``address`` is the gateway's end."""
 
-    transport = "serial"
+    model = "pms5003"
+    checksum_at = -1
 
     def __init__(
         self,
@@ -59,20 +54,22 @@ class Pms5003Sensor(Device):
         pty_backend: str = "auto",
         name: str = "",
     ) -> None:
-        super().__init__(loop=loop, name=name)
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        self.clock = as_clock(clock)
-        self.values = Values(source)
-        self.faults = Faults(self.clock, seed=seed)
+        super().__init__(
+            commands=codec.CommandStream(),
+            port=port,
+            source=source,
+            clock=clock,
+            loop=loop,
+            seed=seed,
+            pty_backend=pty_backend,
+            name=name,
+        )
         self.variant = variant
         self.version = version
-        self._port = PtyPort(port, backend=pty_backend)
-        self._commands = codec.CommandStream()
-        self._task: asyncio.Task[None] | None = None
         self._last_pm25: float | None = None
         self.commands: list[str] = []  # every command heard, in order
-        self.frames_sent = 0
         self._fresh_state()
         self.faults.on_reboot(lambda: self.loop.call(self._fresh_state))
 
@@ -80,10 +77,6 @@ class Pms5003Sensor(Device):
         self.mode = "active"
         self.asleep = False
         self._last_pm25 = None
-
-    @property
-    def address(self) -> str:
-        return self._port.address
 
     # -- values -----------------------------------------------------------------------------
 
@@ -136,20 +129,6 @@ class Pms5003Sensor(Device):
 
     # -- life cycle -------------------------------------------------------------------------
 
-    async def astart(self) -> None:
-        self._port.open(self._on_data)
-        self._task = asyncio.create_task(self._stream(), name=f"pms5003 {self.address}")
-        self.running = True
-
-    async def astop(self) -> None:
-        self.running = False
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self._port.close()
-
     async def _stream(self) -> None:
         while True:
             t = self.clock.now()
@@ -159,24 +138,12 @@ class Pms5003Sensor(Device):
                 self._send(self.frame(t))
             await self.clock.sleep(interval)
 
-    def _send(self, frame: bytes) -> None:
-        if not self.faults.answers():
-            return
-        self._port.write(self.faults.frame(frame, flip_byte(-1)))
-        self.frames_sent += 1
-
     # -- commands ---------------------------------------------------------------------------
 
-    def _on_data(self, data: bytes) -> None:
-        for item in self._commands.feed(data):
-            if isinstance(item, codec.Pms5003Error):
-                log.debug("%s: %s", self, item)
-                continue
-            asyncio.get_running_loop().create_task(self._command(item.name))
-
-    async def _command(self, name: str) -> None:
+    async def _command(self, command: codec.Command) -> None:
         if self.faults.dead or self.faults.down:
             return
+        name = command.name
         self.commands.append(name)
         delay = self.faults.delay()
         if delay:

@@ -20,29 +20,24 @@ about a second; in active mode a reply may come between data frames).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import random
 
-from firmware_sim.clock import Clock, as_clock
-from firmware_sim.device import Device
-from firmware_sim.faults import Faults, flip_byte
+from firmware_sim.clock import Clock
 from firmware_sim.loop import SimLoop
-from firmware_sim.serial_port import PtyPort
-from firmware_sim.sources import SourceLike, Values
+from firmware_sim.serial_sensor import SerialSensor
+from firmware_sim.sources import SourceLike
 from protocols import sds011 as codec
 
 __all__ = ["Sds011Sensor"]
 
-log = logging.getLogger(__name__)
-
 MAX_PM = 999.9  # ug/m3, the sensor's range
 
 
-class Sds011Sensor(Device):
+class Sds011Sensor(SerialSensor[codec.Command]):
     """An SDS011 writing to a pty; ``address`` is the gateway's end."""
 
-    transport = "serial"
+    model = "sds011"
+    checksum_at = -2
 
     def __init__(
         self,
@@ -58,10 +53,16 @@ class Sds011Sensor(Device):
         pty_backend: str = "auto",
         name: str = "",
     ) -> None:
-        super().__init__(loop=loop, name=name)
-        self.clock = as_clock(clock)
-        self.values = Values(source)
-        self.faults = Faults(self.clock, seed=seed)
+        super().__init__(
+            commands=codec.CommandStream(),
+            port=port,
+            source=source,
+            clock=clock,
+            loop=loop,
+            seed=seed,
+            pty_backend=pty_backend,
+            name=name,
+        )
         if device_id is None:
             device_id = random.Random(seed).randrange(1, 0xFFFF)
         self.device_id = device_id
@@ -70,21 +71,13 @@ class Sds011Sensor(Device):
         self.mode = "active"  # kept in flash
         self.period_min = 0  # kept in flash
         self.asleep = False
-        self._port = PtyPort(port, backend=pty_backend)
-        self._commands = codec.CommandStream()
-        self._task: asyncio.Task[None] | None = None
         self._changed = False
         self.commands: list[codec.Command] = []  # every command addressed to this sensor
-        self.frames_sent = 0
         self.faults.on_reboot(lambda: self.loop.call(self._power_cycle))
 
     def _power_cycle(self) -> None:
         self.asleep = False
         self._changed = True
-
-    @property
-    def address(self) -> str:
-        return self._port.address
 
     # -- values -----------------------------------------------------------------------------
 
@@ -105,18 +98,7 @@ class Sds011Sensor(Device):
 
     async def astart(self) -> None:
         self._changed = False
-        self._port.open(self._on_data)
-        self._task = asyncio.create_task(self._stream(), name=f"sds011 {self.address}")
-        self.running = True
-
-    async def astop(self) -> None:
-        self.running = False
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self._port.close()
+        await super().astart()
 
     async def _stream(self) -> None:
         while True:
@@ -129,22 +111,10 @@ class Sds011Sensor(Device):
                 await self.clock.sleep(min(interval, 1.0))
                 interval -= 1.0
 
-    def _send(self, frame: bytes) -> None:
-        if not self.faults.answers():
-            return
-        self._port.write(self.faults.frame(frame, flip_byte(-2)))
-        self.frames_sent += 1
-
     # -- commands ---------------------------------------------------------------------------
 
-    def _on_data(self, data: bytes) -> None:
-        for item in self._commands.feed(data):
-            if isinstance(item, codec.Sds011Error):
-                log.debug("%s: %s", self, item)
-                continue
-            if item.device_id not in (codec.ALL_DEVICES, self.device_id):
-                continue
-            asyncio.get_running_loop().create_task(self._command(item))
+    def _heard(self, command: codec.Command) -> bool:
+        return command.device_id in (codec.ALL_DEVICES, self.device_id)
 
     async def _command(self, cmd: codec.Command) -> None:
         if self.faults.dead or self.faults.down:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -130,19 +131,7 @@ def zero(
     config: Path, sensor: str, quantity: str, duration_s: float, settle_s: float, reference: float
 ) -> None:
     """Zero check: with zero air on the inlet, move the offset so the mean reads zero."""
-    from gateway import config as gwconfig
-    from gateway import maintenance
-
-    cs = maintenance.zero(
-        gwconfig.load(config),
-        sensor,
-        quantity,
-        reference=reference,
-        duration_s=duration_s,
-        settle_s=settle_s,
-        out=click.echo,
-    )
-    _print_set(cs)
+    _check("zero", config, sensor, quantity, duration_s, settle_s, reference)
 
 
 @calibrate.command()
@@ -158,10 +147,23 @@ def span(
     config: Path, sensor: str, quantity: str, duration_s: float, settle_s: float, reference: float
 ) -> None:
     """Span check: with span gas on the inlet, set the slope through the zero and span."""
+    _check("span", config, sensor, quantity, duration_s, settle_s, reference)
+
+
+def _check(
+    procedure: Literal["zero", "span"],
+    config: Path,
+    sensor: str,
+    quantity: str,
+    duration_s: float,
+    settle_s: float,
+    reference: float,
+) -> None:
     from gateway import config as gwconfig
     from gateway import maintenance
 
-    cs = maintenance.span(
+    cs = maintenance.check(
+        procedure,
         gwconfig.load(config),
         sensor,
         quantity,

@@ -1,7 +1,8 @@
 """The maintainer's calibration procedures (``airtrace gateway calibrate ...``).
 
-``zero`` and ``span`` open a calibration session for one sensor and quantity, gather the
-raw readings of the session, and store a new linear version from their mean:
+``zero`` and ``span`` (one path: ``check``) open a calibration session for one sensor and
+quantity, gather the raw readings of the session, and store a new linear version from their
+mean:
 
 * **zero**: with zero air / a zero filter on the inlet, ``offset`` moves so that the
   session's mean raw reads ``--reference`` (0 by default); the slope stays;
@@ -28,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Required, TypedDict, Unpack
 
 from gateway.calibration import CalibrationError, CalSet, calibration_path, fit_linear
 from gateway.calstore import CalibrationStore, Session
@@ -142,59 +143,42 @@ def _linear_base(store: CalibrationStore, sensor: str, quantity: str, now: float
     return current
 
 
+class SessionArgs(TypedDict, total=False):
+    """How a zero or span session runs (see :func:`collect`)."""
+
+    duration_s: Required[float]
+    settle_s: Required[float]
+    out: Required[Out]
+    clock: Clock | None
+    poller_factory: PollerFactory | None
+
+
 def zero(
     config: StationConfig,
     sensor: str,
     quantity: str,
     *,
     reference: float = 0.0,
-    duration_s: float,
-    settle_s: float,
-    out: Out,
-    clock: Clock | None = None,
-    poller_factory: PollerFactory | None = None,
+    **session: Unpack[SessionArgs],
 ) -> CalSet:
-    clock = clock or SystemClock()
-    store = open_store(config)
-    try:
-        session, raws = collect(
-            config,
-            store,
-            sensor,
-            quantity,
-            "zero",
-            duration_s=duration_s,
-            settle_s=settle_s,
-            out=out,
-            clock=clock,
-            poller_factory=poller_factory,
-        )
-        base = _linear_base(store, sensor, quantity, clock.now())
-        st = _stats(raws)
-        fit = {
-            **st,
-            "procedure": "zero",
-            "session": session.id,
-            "reference": reference,
-            "zero_raw": st["raw_mean"],
-            "zero_ref": reference,
-        }
-        new = replace(
-            base,
-            version=0,
-            source="zero/span",
-            fit=fit,
-            effective=clock.now(),
-            note=None,
-            origin="cli",
-            offset=reference - base.slope * st["raw_mean"],
-        )
-        return store.add(new, now=clock.now())
-    finally:
-        store.close()
+    """Zero check: ``offset`` moves so that the session's mean raw reads ``reference``."""
+    return check("zero", config, sensor, quantity, reference=reference, **session)
 
 
 def span(
+    config: StationConfig,
+    sensor: str,
+    quantity: str,
+    *,
+    reference: float,
+    **session: Unpack[SessionArgs],
+) -> CalSet:
+    """Span check: the slope goes through the last zero point and the span point."""
+    return check("span", config, sensor, quantity, reference=reference, **session)
+
+
+def check(
+    procedure: Literal["zero", "span"],
     config: StationConfig,
     sensor: str,
     quantity: str,
@@ -206,6 +190,7 @@ def span(
     clock: Clock | None = None,
     poller_factory: PollerFactory | None = None,
 ) -> CalSet:
+    """Run a zero or span session and store the new linear version it gives."""
     clock = clock or SystemClock()
     store = open_store(config)
     try:
@@ -214,7 +199,7 @@ def span(
             store,
             sensor,
             quantity,
-            "span",
+            procedure,
             duration_s=duration_s,
             settle_s=settle_s,
             out=out,
@@ -223,27 +208,9 @@ def span(
         )
         base = _linear_base(store, sensor, quantity, clock.now())
         st = _stats(raws)
-        if "zero_raw" in base.fit:
-            zraw, zref = float(base.fit["zero_raw"]), float(base.fit["zero_ref"])
-        else:
-            zraw, zref = -base.offset / base.slope, 0.0
-        if abs(st["raw_mean"] - zraw) < 1e-9 * max(1.0, abs(zraw)) or reference == zref:
-            raise CalibrationError(
-                f"the span point (raw {st['raw_mean']:g}, reference {reference:g}) is the zero "
-                f"point (raw {zraw:g}, reference {zref:g}): is the span gas on?"
-            )
-        slope = (reference - zref) / (st["raw_mean"] - zraw)
-        fit = {
-            **st,
-            "procedure": "span",
-            "session": session.id,
-            "reference": reference,
-            "span_raw": st["raw_mean"],
-            "span_ref": reference,
-            "zero_raw": zraw,
-            "zero_ref": zref,
-            "slope_change": slope / base.slope,
-        }
+        point = _zero_point if procedure == "zero" else _span_point
+        adds, coefficients = point(base, st["raw_mean"], reference)
+        fit = {**st, "procedure": procedure, "session": session.id, "reference": reference, **adds}
         new = replace(
             base,
             version=0,
@@ -252,12 +219,40 @@ def span(
             effective=clock.now(),
             note=None,
             origin="cli",
-            slope=slope,
-            offset=zref - slope * zraw,
+            **coefficients,
         )
         return store.add(new, now=clock.now())
     finally:
         store.close()
+
+
+# A zero or span point: what it adds to the fit statistics, and the coefficients it sets.
+Point = tuple[dict[str, float], dict[str, float]]
+
+
+def _zero_point(base: CalSet, mean: float, reference: float) -> Point:
+    return {"zero_raw": mean, "zero_ref": reference}, {"offset": reference - base.slope * mean}
+
+
+def _span_point(base: CalSet, mean: float, reference: float) -> Point:
+    if "zero_raw" in base.fit:
+        zraw, zref = float(base.fit["zero_raw"]), float(base.fit["zero_ref"])
+    else:
+        zraw, zref = -base.offset / base.slope, 0.0
+    if abs(mean - zraw) < 1e-9 * max(1.0, abs(zraw)) or reference == zref:
+        raise CalibrationError(
+            f"the span point (raw {mean:g}, reference {reference:g}) is the zero "
+            f"point (raw {zraw:g}, reference {zref:g}): is the span gas on?"
+        )
+    slope = (reference - zref) / (mean - zraw)
+    fit = {
+        "span_raw": mean,
+        "span_ref": reference,
+        "zero_raw": zraw,
+        "zero_ref": zref,
+        "slope_change": slope / base.slope,
+    }
+    return fit, {"slope": slope, "offset": zref - slope * zraw}
 
 
 def read_points(pairs: Sequence[str], csv_file: Path | None) -> list[tuple[float, float]]:

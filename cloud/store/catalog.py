@@ -39,6 +39,7 @@ _CAL_COLS = (
     "command_id"
 )
 _CMD_COLS = "id, station, cmd, args, issued, status, acked, result, error"
+_PERSON_COLS = "site, name, role, phone, email, webhook"
 
 
 class NotFound(InputError):
@@ -148,9 +149,7 @@ class CatalogMixin:
 
     def _persons(self, site_id: str) -> list[Person]:
         rows = self._all(
-            "SELECT site, name, role, phone, email, webhook FROM persons WHERE site = ? "
-            "ORDER BY name",
-            (site_id,),
+            f"SELECT {_PERSON_COLS} FROM persons WHERE site = ? ORDER BY name", (site_id,)
         )
         return [Person(*r) for r in rows]
 
@@ -158,9 +157,7 @@ class CatalogMixin:
         where, params = ("WHERE kind = ?", (kind,)) if kind else ("", ())
         rows = self._all(f"SELECT {_SITE_COLS} FROM sites {where} ORDER BY id", params)
         persons: dict[str, list[Person]] = {}
-        for p in self._all(
-            "SELECT site, name, role, phone, email, webhook FROM persons ORDER BY site, name"
-        ):
+        for p in self._all(f"SELECT {_PERSON_COLS} FROM persons ORDER BY site, name"):
             persons.setdefault(p[0], []).append(Person(*p))
         return [_site(r, persons.get(r[0], [])) for r in rows]
 
@@ -190,8 +187,7 @@ class CatalogMixin:
             for p in site.persons:
                 self._exec(
                     cur,
-                    "INSERT INTO persons (site, name, role, phone, email, webhook) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO persons ({_PERSON_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
                     (site.id, p.name, p.role, p.phone, p.email, p.webhook),
                 )
 

@@ -114,3 +114,12 @@ def test_bad_options_exit_2_with_one_line(cli) -> None:
         r = cli(*args)
         assert r.code == 2, args
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_hj212_survives_its_reboots(sim, hj212_platform) -> None:
+    platform = hj212_platform()
+    run = sim("hj212", "--to", platform.address, "--rate", "50", "--rtd-interval", "10",
+              "--reboot-every", "20", "--reboot-down", "5")  # fmt: skip
+    wait_for(lambda: len(platform.received("2011")) >= 8, what="packets across reboots")
+    assert run.proc.poll() is None
+    assert run.stop() == 0
