@@ -17,6 +17,7 @@ from cloud.alert_types import Alert, dumps
 from cloud.receivers import Outgoing, Target
 from cloud.routing import GroupKey, GroupState, Silence, parse_matchers
 from cloud.store import Store
+from cloud.store.sql import conditions, where_clause
 
 _ALERT_COLS = (
     "fingerprint, rule, kind, labels, annotations, level, state, value, starts_at, "
@@ -82,17 +83,12 @@ class AlertsDb:
         self, state: str | None = None, since: float | None = None, limit: int = 10_000
     ) -> list[Alert]:
         """Alerts, newest first; ``since`` keeps firing ones and those resolved after it."""
-        cond, params = [], []
-        if state is not None:
-            cond.append("state = ?")
-            params.append(state)
-        if since is not None:
-            cond.append("(state = 'firing' OR ends_at >= ?)")
-            params.append(since)
-        where = f"WHERE {' AND '.join(cond)}" if cond else ""
+        cond, params = conditions(
+            ("state = ?", state), ("(state = 'firing' OR ends_at >= ?)", since)
+        )
         rows = self._s._all(
-            f"SELECT {_ALERT_COLS} FROM alerts {where} ORDER BY updated_at DESC, fingerprint "
-            f"LIMIT {int(limit)}",
+            f"SELECT {_ALERT_COLS} FROM alerts {where_clause(cond)} "
+            f"ORDER BY updated_at DESC, fingerprint LIMIT {int(limit)}",
             params,
         )
         return [_alert(r) for r in rows]

@@ -17,6 +17,7 @@ from typing import Any
 
 from cloud.alert_types import dumps
 from cloud.store import Store
+from cloud.store.sql import conditions, where_clause
 from protocols.errors import InputError
 
 OPEN_STATES = ("new", "filed", "dispatched", "acknowledged", "in_progress", "verifying")
@@ -162,17 +163,13 @@ class EventsDb:
         site: str | None = None,
         limit: int = 1000,
     ) -> list[Event]:
-        cond: list[str] = []
-        params: list[Any] = []
-        if states:
-            cond.append(f"state IN ({', '.join('?' * len(states))})")
-            params += list(states)
-        if site is not None:
-            cond.append("site = ?")
-            params.append(site)
-        where = f"WHERE {' AND '.join(cond)}" if cond else ""
+        cond, params = conditions(
+            (f"state IN ({', '.join('?' * len(states or ()))})", list(states) if states else None),
+            ("site = ?", site),
+        )
         rows = self._s._all(
-            f"SELECT {_COL_SQL} FROM events {where} ORDER BY created DESC, id LIMIT {int(limit)}",
+            f"SELECT {_COL_SQL} FROM events {where_clause(cond)} "
+            f"ORDER BY created DESC, id LIMIT {int(limit)}",
             params,
         )
         return [_event(r) for r in rows]
@@ -296,17 +293,11 @@ class EventsDb:
         self._s._write(work)
 
     def orders(self, event_id: str | None = None, status: str | None = None) -> list[OrderRow]:
-        cond, params = [], []
-        if event_id is not None:
-            cond.append("event_id = ?")
-            params.append(event_id)
-        if status is not None:
-            cond.append("status = ?")
-            params.append(status)
-        where = f"WHERE {' AND '.join(cond)}" if cond else ""
+        cond, params = conditions(("event_id = ?", event_id), ("status = ?", status))
         rows = self._s._all(
             "SELECT command_id, event_id, station, cmd, args, purpose, issued, deadline, status, "
-            f"settled_at, result, error FROM event_commands {where} ORDER BY issued, command_id",
+            f"settled_at, result, error FROM event_commands {where_clause(cond)} "
+            "ORDER BY issued, command_id",
             params,
         )
         return [

@@ -27,6 +27,7 @@ from cloud.store.catalog import CatalogMixin
 from cloud.store.components import ComponentsMixin
 from cloud.store.custody import _CUSTODY_COLS, CustodyMixin
 from cloud.store.migrations import COMPONENTS, LATEST, MIGRATIONS, statements
+from cloud.store.sql import conditions, where_clause
 from cloud.store.types import (
     Batch,
     Committed,
@@ -97,9 +98,7 @@ class SqlStore(CatalogMixin, CustodyMixin, ComponentsMixin):
     ) -> dict[tuple[str, str], int]:
         """Insert the rows of each (station, epoch) (in key order), skipping existing keys;
         return how many of each were new. A back end may do it all at once."""
-        return {
-            key: self._insert_rows(cur, key[0], key[1], rows, received) for key, rows in groups
-        }
+        return {key: self._insert_rows(cur, key[0], key[1], rows, received) for key, rows in groups}
 
     # -- plumbing ---------------------------------------------------------------------
     def _sql(self, sql: str) -> str:
@@ -377,17 +376,13 @@ class SqlStore(CatalogMixin, CustodyMixin, ComponentsMixin):
     ) -> Iterator[StoredReading]:
         """Readings as stored, ordered by station, epoch, id; ``since`` <= ts < ``until``.
         Streams in key-ordered chunks, so an export of millions of rows stays small."""
-        cond, params = [], []
-        for col, op, value in (
-            ("station", "=", station),
-            ("ts", ">=", since),
-            ("ts", "<", until),
-            ("quantity", "=", quantity),
-            ("epoch", "=", epoch),
-        ):
-            if value is not None:
-                cond.append(f"{col} {op} ?")
-                params.append(value)
+        cond, params = conditions(
+            ("station = ?", station),
+            ("ts >= ?", since),
+            ("ts < ?", until),
+            ("quantity = ?", quantity),
+            ("epoch = ?", epoch),
+        )
         after: tuple[str, str, int] | None = None
         while True:
             page_cond = list(cond)
@@ -397,9 +392,8 @@ class SqlStore(CatalogMixin, CustodyMixin, ComponentsMixin):
                     "(station > ? OR (station = ? AND (epoch > ? OR (epoch = ? AND id > ?))))"
                 )
                 page_params += [after[0], after[0], after[1], after[1], after[2]]
-            where = f"WHERE {' AND '.join(page_cond)}" if page_cond else ""
             rows = self._all(
-                f"SELECT {_READING_COLS} FROM readings {where} "
+                f"SELECT {_READING_COLS} FROM readings {where_clause(page_cond)} "
                 f"ORDER BY station, epoch, id LIMIT {int(chunk)}",
                 page_params,
             )

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from cloud.store.sql import conditions, where_clause
 from cloud.store.types import (
     Area,
     Calibration,
@@ -327,14 +328,11 @@ class CatalogMixin:
         self, since: float | None = None, until: float | None = None, quantity: str | None = None
     ) -> list[tuple[float, str, dict[str, Any], float]]:
         """(hour, quantity, result, computed), oldest first."""
-        cond, params = [], []
-        for sql, value in (("hour >= ?", since), ("hour < ?", until), ("quantity = ?", quantity)):
-            if value is not None:
-                cond.append(sql)
-                params.append(value)
-        where = f"WHERE {' AND '.join(cond)}" if cond else ""
+        cond, params = conditions(
+            ("hour >= ?", since), ("hour < ?", until), ("quantity = ?", quantity)
+        )
         rows = self._all(
-            f"SELECT hour, quantity, result, computed FROM inversion_results {where} "
+            f"SELECT hour, quantity, result, computed FROM inversion_results {where_clause(cond)} "
             "ORDER BY hour, quantity",
             params,
         )

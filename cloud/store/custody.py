@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from cloud.store.sql import conditions, where_clause
 from cloud.store.types import Custody, Gap
 
 if TYPE_CHECKING:
@@ -61,8 +62,7 @@ class CustodyMixin:
             # the usual case, checked in the engine: every id above the watermark is there
             count, top = self._exec(
                 cur,
-                "SELECT COUNT(*), MAX(id) FROM readings WHERE station = ? AND epoch = ? "
-                "AND id > ?",
+                "SELECT COUNT(*), MAX(id) FROM readings WHERE station = ? AND epoch = ? AND id > ?",
                 (station, epoch, upto),
             ).fetchone()
             done = not count or int(top) - upto == int(count)
@@ -127,20 +127,13 @@ class CustodyMixin:
 
     def gaps(self, station: str | None = None, epoch: str | None = None) -> list[Gap]:
         """Lost ranges, with how many of their ids are still missing now."""
-        cond, params = [], []
-        if station is not None:
-            cond.append("g.station = ?")
-            params.append(station)
-        if epoch is not None:
-            cond.append("g.epoch = ?")
-            params.append(epoch)
-        where = f"WHERE {' AND '.join(cond)}" if cond else ""
+        cond, params = conditions(("g.station = ?", station), ("g.epoch = ?", epoch))
         rows = self._all(
             "SELECT g.station, g.epoch, g.first_id, g.last_id, g.detected, "
             "(g.last_id - g.first_id + 1) - (SELECT COUNT(*) FROM readings r "
             "WHERE r.station = g.station AND r.epoch = g.epoch "
             "AND r.id BETWEEN g.first_id AND g.last_id) "
-            f"FROM gaps g {where} ORDER BY g.station, g.epoch, g.first_id",
+            f"FROM gaps g {where_clause(cond)} ORDER BY g.station, g.epoch, g.first_id",
             params,
         )
         return [Gap(r[0], r[1], int(r[2]), int(r[3]), float(r[4]), int(r[5])) for r in rows]
