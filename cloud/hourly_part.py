@@ -78,7 +78,8 @@ def make_part(service: Any) -> Any:
     origin = Origin(dom.origin_lat, dom.origin_lon) if dom.has_origin else None
     config = InversionConfig(
         cell_m=dom.cell_m, terrain=terrain, window_hours=window, max_sources=max_sources,
-        inventory=inventory, lat_lon=(dom.origin_lat, dom.origin_lon) if origin else None)
+        inventory=inventory, lat_lon=(dom.origin_lat, dom.origin_lon) if origin else None,
+        class_from_sigma_theta=False)  # fusion's sigma_theta spans the hour: meander only
 
     def fetch(first: int, last: int) -> tuple[list[Any], list[Any], list[Any]]:
         obs: list[Any] = []

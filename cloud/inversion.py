@@ -57,7 +57,7 @@ def _hour_mets(
         stab = derive_stability(
             m.wind_speed_ms, h + 1800, given=m.stability, obukhov_m=m.obukhov_m,
             sigma_theta_deg=m.sigma_theta_deg, cloud_okta=m.cloud_okta, lat_lon=cfg.lat_lon,
-            z0_m=cfg.z0_m)
+            z0_m=cfg.z0_m, class_from_sigma_theta=cfg.class_from_sigma_theta)
         classes.append((h, stab.letter, stab.method))
         if is_calm(m.wind_speed_ms):
             calm.append(h)

@@ -81,6 +81,9 @@ class InversionConfig:
     site_tie_m: float = 150.0  # a source within this of a registered site carries its id
     lat_lon: tuple[float, float] | None = None  # the domain's place, for the sun
     z0_m: float = 1.0  # roughness length (m) for the Obukhov-length mapping
+    # read the class from MET sigma_theta_deg when no class or Obukhov length is given;
+    # False for an hourly sigma_theta (it holds the meander): then it only widens the plume
+    class_from_sigma_theta: bool = True
     window_hours: int = 12  # the hourly job's window
     inventory: bool = True
     inventory_sigma_g_s: float = 0.1  # prior sigma of a cell's rate, ordinary cells

@@ -174,18 +174,22 @@ def derive_stability(
     cloud_okta: float | None = None,
     lat_lon: tuple[float, float] | None = None,
     z0_m: float = 1.0,
+    class_from_sigma_theta: bool = True,
 ) -> Stability:
     """The best class the data support (see the module docstring for the order).
 
     ``t_epoch_s`` is the middle of the hour; ``lat_lon`` places the domain for the sun.
     ``z0_m`` is the roughness length used by the Obukhov mapping (urban default 1 m).
+    ``class_from_sigma_theta=False`` skips step 3: for a sigma_theta taken over the whole
+    hour, which holds the hour's meander and would make the air look too unstable (it then
+    only widens the plume, ``excess_meander_deg``).
     """
     if given:
         return Stability(given.strip().upper(), "given")
     if obukhov_m is not None and math.isfinite(obukhov_m):
         return Stability(stability_from_obukhov(obukhov_m, z0_m), "obukhov")
     elevation = solar_elevation_deg(t_epoch_s, *lat_lon) if lat_lon else None
-    if sigma_theta_deg is not None and math.isfinite(sigma_theta_deg):
+    if class_from_sigma_theta and sigma_theta_deg is not None and math.isfinite(sigma_theta_deg):
         # without a position the sun is unknown: use the daytime adjustment, the milder one
         daytime = elevation is None or elevation > 0
         return Stability(

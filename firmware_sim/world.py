@@ -29,7 +29,15 @@ from typing import Any
 import numpy as np
 
 from firmware_sim import truth as physics
-from firmware_sim.world_fields import TURBULENCE_DEG, FixedWind, Wave, Weather, key, normals
+from firmware_sim.world_fields import (
+    TURBULENCE_DEG,
+    FixedWind,
+    Wave,
+    Weather,
+    key,
+    normal,
+    normals,
+)
 from firmware_sim.world_layout import Layout, build_layout
 from firmware_sim.world_sensors import KIND_QUANTITIES, SensorModel
 from protocols import geo
@@ -400,6 +408,9 @@ class World:
     def sensor_value(self, station_id: str, quantity: str, t: float) -> float:
         """What the station's own sensor reads at ``t`` (raw, before any calibration)."""
         true = self.concentration(station_id, quantity, t)
+        if quantity == "wind_dir":  # a vane reads the instant wind: the minute's mean + gusts
+            spread = self.weather.vane_spread_deg(int(t) // 3600 * 3600)
+            true = (true + spread * normal(key(self.seed, "vane", station_id), int(t))) % 360.0
         rh = self.concentration(station_id, "rh", t)
         st = self.stations[self._index[station_id]]
         return self._sensors.reading(station_id, st.kind, quantity, t, true, rh)

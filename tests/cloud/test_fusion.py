@@ -148,6 +148,37 @@ def test_hourly_met_vector_averages_the_wind(store: Store) -> None:
     assert min(rows[0]["wind_dir_deg"], 360 - rows[0]["wind_dir_deg"]) < 0.1  # north, not south
 
 
+def test_hourly_met_gives_the_hours_sigma_theta(store: Store) -> None:
+    """The wind vanes' spread over the hour (Yamartino; the mean over the met stations): the
+    meander that widens an hourly-mean plume."""
+    from cloud.met import yamartino_sigma_theta
+
+    times = [t for t, _ in every(60, H0, H0 + HOUR)]
+    want = []
+    for sid, spread in (("M1", 8.0), ("M2", 30.0)):
+        store.put_station(Station(sid, kind="met", status="confirmed", lat=34.8, lon=113.5))
+        feed = Feed(store, sid)
+        dirs = [(350.0 + spread * math.sin(i * 0.7)) % 360.0 for i in range(len(times))]
+        want.append(yamartino_sigma_theta(dirs))
+        feed.add("wind_speed", [(t, 3.0) for t in times], unit="m/s", sensor="wind")
+        feed.add("wind_dir", list(zip(times, dirs, strict=True)), unit="deg", sensor="wind")
+    (row,) = Fusion(store, domain=DOMAIN).hourly_met(H0)
+    assert 5.0 < want[0] < want[1]
+    assert row["sigma_theta_deg"] == pytest.approx(sum(want) / 2, abs=0.01)
+    assert "stability" not in row  # the inversion reads the class from wind and sun
+
+
+def test_hourly_met_without_enough_direction_samples_gives_no_sigma_theta(store: Store) -> None:
+    store.put_station(Station("M1", kind="met", status="confirmed", lat=34.8, lon=113.5))
+    feed = Feed(store, "M1")
+    times = [t for t, _ in every(600, H0, H0 + HOUR)]  # one every 10 minutes: too few
+    feed.add("wind_speed", [(t, 3.0) for t in times], unit="m/s", sensor="wind")
+    feed.add("wind_dir", [(t, 90.0 + 10 * (i % 2)) for i, t in enumerate(times)], unit="deg",
+             sensor="wind")  # fmt: skip
+    rows = Fusion(store, FusionConfig(max_sample_gap_s=900)).hourly_met(H0)
+    assert set(rows[0]) == {"time", "wind_speed_ms", "wind_dir_deg"}
+
+
 # --------------------------------------------------------------------------- health
 
 

@@ -97,6 +97,10 @@ def test_derive_stability_prefers_the_best_information() -> None:
     assert night.letter == "F"
     assert derive_stability(2.5, t).method == "default"
     assert derive_stability(2.5, t).letter == "D"
+    # an hourly sigma_theta (it holds the meander) sets no class when told so: the sun does
+    st = derive_stability(2.5, t + 12 * 3600, sigma_theta_deg=24.0, lat_lon=(34.8, 113.55),
+                          class_from_sigma_theta=False)  # fmt: skip
+    assert (st.letter, st.method) == ("F", "insolation")
 
 
 def test_yamartino_and_vector_mean_handle_the_north_wrap() -> None:

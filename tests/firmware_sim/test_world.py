@@ -155,6 +155,23 @@ def test_met_follows_a_turning_wind_with_meander() -> None:
     assert m.mixing_height_m > 0
 
 
+def test_a_wind_vane_reads_the_gusts_its_hour_holds() -> None:
+    """A vane's samples spread about the minute's mean by the class's own turbulence, so the
+    hour's sigma_theta from them comes near the world's (turbulence and meander together);
+    in fixed weather only the sensor's own noise is left."""
+    from cloud.met import yamartino_sigma_theta
+
+    w = World.generate(4, n_stations=16, start=T0)
+    mast = next(s.id for s in w.stations if "wind_dir" in KIND_QUANTITIES[s.kind])
+    for h in (T0 + 3 * 3600, T0 + 13 * 3600):
+        samples = [w.sensor_value(mast, "wind_dir", t) for t in range(h, h + 3600, 20)]
+        true_sigma = w.met(h).sigma_theta_deg
+        assert yamartino_sigma_theta(samples) == pytest.approx(true_sigma, rel=0.25)
+    calm = _hand_world()
+    samples = [calm.sensor_value("MAST", "wind_dir", t) for t in range(T0, T0 + 3600, 20)]
+    assert yamartino_sigma_theta(samples) < 5.0  # the sensor's 3-degree noise alone
+
+
 def test_bad_requests_are_input_errors() -> None:
     w = World.generate(1, n_stations=9)
     with pytest.raises(InputError):
