@@ -30,9 +30,10 @@ rate came out at 0.23-0.8 of the truth in the demo's worlds, with it at 0.5-1.1.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -51,6 +52,9 @@ DEFAULT_INLET_M: Final = 3.0
 # direction samples a met station needs in an hour for its sigma_theta (one every 5 min at
 # the least; a wind transmitter polled every 10-60 s gives 60-360)
 SIGMA_THETA_MIN_SAMPLES: Final = 12
+# a wind speed and a direction read this close in time belong together (two transmitters
+# polled one after the other are a few seconds apart at most)
+PAIR_WITHIN_S: Final = 30.0
 SIGMA: Final = {  # kind -> (absolute ug/m3, relative)
     "reference": (2.0, 0.05),
     "high": (2.0, 0.05),
@@ -153,6 +157,23 @@ def station_xy(station: Station, origin: Origin) -> tuple[float, float] | None:
     return to_local(station.lat, station.lon, origin)
 
 
+def _nearest(
+    values: Sequence[tuple[float, float]], others: Sequence[tuple[float, float]], within: float
+) -> Iterator[tuple[float, float]]:
+    """(value, other) for each (ts, value) and the (ts, other) nearest to it in time, when
+    that is at most ``within`` seconds away; both series sorted by time."""
+    times = [t for t, _ in others]
+    for ts, value in values:
+        i = bisect.bisect_left(times, ts)
+        best = min(
+            (j for j in (i - 1, i) if 0 <= j < len(times)),
+            key=lambda j: abs(times[j] - ts),
+            default=None,
+        )
+        if best is not None and abs(times[best] - ts) <= within:
+            yield value, others[best][1]
+
+
 class Fusion:
     """Means and inversion inputs from one store, under one config."""
 
@@ -251,21 +272,22 @@ class Fusion:
             lookahead = self.cfg.max_sample_gap_s
             sp = self.store.series(st.id, "wind_speed", hour_start, end + lookahead)
             dr = self.store.series(st.id, "wind_dir", hour_start, end + lookahead)
-            directions = {
-                round(r[0]): r[1]
-                for r in dr
-                if r[1] is not None and r[3] in VALID_FLAGS and r[0] < end
-            }
-            if len(directions) >= SIGMA_THETA_MIN_SAMPLES:
-                sigmas.append(yamartino_sigma_theta(directions.values()))
-            for ts, speed, _raw, q, _s, _u in sp:
-                if speed is None or q not in VALID_FLAGS or ts >= end:
-                    continue
-                speeds.append(speed)
-                d = directions.get(round(ts))
-                if d is not None:
-                    u += speed * math.sin(math.radians(d))
-                    v += speed * math.cos(math.radians(d))
+            dirs = [
+                (r[0], r[1]) for r in dr if r[1] is not None and r[3] in VALID_FLAGS and r[0] < end
+            ]
+            if len(dirs) >= SIGMA_THETA_MIN_SAMPLES:
+                sigmas.append(yamartino_sigma_theta(d for _, d in dirs))
+            speed_rows = [
+                (ts, speed)
+                for ts, speed, _raw, q, _s, _u in sp
+                if speed is not None and q in VALID_FLAGS and ts < end
+            ]
+            speeds.extend(speed for _, speed in speed_rows)
+            # an anemometer and a vane are often two devices read one after the other: pair
+            # each speed with the direction read nearest to it, not at the very same second
+            for speed, d in _nearest(speed_rows, dirs, PAIR_WITHIN_S):
+                u += speed * math.sin(math.radians(d))
+                v += speed * math.cos(math.radians(d))
         if not speeds or (u == 0.0 and v == 0.0):
             return []
         direction = math.degrees(math.atan2(u, v)) % 360.0

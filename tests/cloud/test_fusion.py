@@ -148,6 +148,28 @@ def test_hourly_met_vector_averages_the_wind(store: Store) -> None:
     assert min(rows[0]["wind_dir_deg"], 360 - rows[0]["wind_dir_deg"]) < 0.1  # north, not south
 
 
+def test_hourly_met_pairs_an_anemometer_and_a_vane_read_apart(store: Store) -> None:
+    """Speed and direction from two transmitters polled one after the other carry times a
+    few seconds apart: each speed goes with the direction read nearest to it (the hour was
+    lost as 'without met' when only the very same second paired them)."""
+    store.put_station(Station("M1", kind="met", status="confirmed", lat=34.8, lon=113.5))
+    feed = Feed(store, "M1")
+    times = [t for t, _ in every(60, H0, H0 + HOUR)]
+    feed.add("wind_speed", [(t + 0.4, 3.0) for t in times], unit="m/s", sensor="anemometer")
+    feed.add("wind_dir", [(t + 13.3, 250.0) for t in times], unit="deg", sensor="vane")
+    (row,) = Fusion(store).hourly_met(H0)
+    assert row["wind_speed_ms"] == 3.0 and row["wind_dir_deg"] == pytest.approx(250.0)
+
+
+def test_hourly_met_does_not_pair_readings_far_apart(store: Store) -> None:
+    store.put_station(Station("M1", kind="met", status="confirmed", lat=34.8, lon=113.5))
+    feed = Feed(store, "M1")
+    times = [t for t, _ in every(90, H0, H0 + HOUR)]
+    feed.add("wind_speed", [(t, 3.0) for t in times], unit="m/s", sensor="anemometer")
+    feed.add("wind_dir", [(t + 45.0, 70.0) for t in times], unit="deg", sensor="vane")
+    assert Fusion(store).hourly_met(H0) == []  # 45 s from any speed: no direction known
+
+
 def test_hourly_met_gives_the_hours_sigma_theta(store: Store) -> None:
     """The wind vanes' spread over the hour (Yamartino; the mean over the met stations): the
     meander that widens an hourly-mean plume."""
