@@ -52,9 +52,6 @@ DEFAULT_INLET_M: Final = 3.0
 # direction samples a met station needs in an hour for its sigma_theta (one every 5 min at
 # the least; a wind transmitter polled every 10-60 s gives 60-360)
 SIGMA_THETA_MIN_SAMPLES: Final = 12
-# a wind speed and a direction read this close in time belong together (two transmitters
-# polled one after the other are a few seconds apart at most)
-PAIR_WITHIN_S: Final = 30.0
 SIGMA: Final = {  # kind -> (absolute ug/m3, relative)
     "reference": (2.0, 0.05),
     "high": (2.0, 0.05),
@@ -284,8 +281,9 @@ class Fusion:
             ]
             speeds.extend(speed for _, speed in speed_rows)
             # an anemometer and a vane are often two devices read one after the other: pair
-            # each speed with the direction read nearest to it, not at the very same second
-            for speed, d in _nearest(speed_rows, dirs, PAIR_WITHIN_S):
+            # each speed with the direction read nearest to it (no further apart than a gap
+            # the data capture would bridge), not only one read in the very same second
+            for speed, d in _nearest(speed_rows, dirs, self.cfg.max_sample_gap_s):
                 u += speed * math.sin(math.radians(d))
                 v += speed * math.cos(math.radians(d))
         if not speeds or (u == 0.0 and v == 0.0):

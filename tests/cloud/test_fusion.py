@@ -167,7 +167,10 @@ def test_hourly_met_does_not_pair_readings_far_apart(store: Store) -> None:
     times = [t for t, _ in every(90, H0, H0 + HOUR)]
     feed.add("wind_speed", [(t, 3.0) for t in times], unit="m/s", sensor="anemometer")
     feed.add("wind_dir", [(t + 45.0, 70.0) for t in times], unit="deg", sensor="vane")
-    assert Fusion(store).hourly_met(H0) == []  # 45 s from any speed: no direction known
+    cfg = FusionConfig(max_sample_gap_s=120)
+    assert Fusion(store, cfg).hourly_met(H0)  # 45 s: within a gap the data capture bridges
+    cfg = FusionConfig(max_sample_gap_s=30)
+    assert Fusion(store, cfg).hourly_met(H0) == []  # not within 30 s: no direction known
 
 
 def test_hourly_met_gives_the_hours_sigma_theta(store: Store) -> None:
