@@ -284,6 +284,13 @@ def _locate(win: _Window, log_prior: np.ndarray, cfg: InversionConfig
                       "col": col, "profile": prof})
         cols = _with(cols, col)
         cur = profile(st, None, cols, f=f, tau=tau, q0=prof.rates[b][None, :])
+    if found and cfg.station_offset_ug_m3 > 0:
+        # the offsets were taken against a fit without sources, so a station the plume
+        # crosses in several hours had part of the plume taken off as its offset (rates
+        # came out ~10 % low): take them again against the fit with the sources found
+        # and refit the rates (positions and the detection are left as they are)
+        win.remove_offsets(cur.pred[0])
+        cur = profile(st, None, cols, f=f, tau=tau, q0=cur.rates[0][None, :])
     return found, cur, surface
 
 
