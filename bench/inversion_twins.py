@@ -21,15 +21,15 @@ Scenarios (the same twins seeds in each, from ``--seed``):
 * ``null``: no source at all (every source found is a false alarm).
 
 Scores: the share of true sources with a found source within 100 m and 250 m (a missed
-source counts as a miss), the same among the "visible" sources (those that raised some
-station's true hourly mean by at least 20 ug/m3 -- the rest are below what 550 m spacing
-can see, whatever the method), rate ratio found/true (median, and the share within a factor
-1.25), false sources per twin (found more than 250 m from every truth), the misses by kind
-(nothing found within 1 km / found more than 250 m off / merged with another true source)
-and how many of the missed were visible, how often the truth falls inside rate +- 2 sigma,
-mean confidence, seconds per inversion. Baseline in
-the same run: the highest-reading stations (mean over the window) as the source
-positions -- what an operator looking at the map would guess.
+source counts as a miss; with their binomial standard errors), the same among the
+"visible" sources (those that raised some station's true hourly mean by at least
+20 ug/m3 -- the rest are below what 550 m spacing can see, whatever the method), rate
+ratio found/true (median, and the share within a factor 1.25), false sources per twin
+(found more than 250 m from every truth), the misses by kind (nothing found within 1 km /
+found more than 250 m off / merged with another true source) and how many of the missed
+were visible, how often the truth falls inside rate +- 2 sigma, mean confidence, seconds
+per inversion. Baseline in the same run: the highest-reading stations (mean over the
+window) as the source positions -- what an operator looking at the map would guess.
 
     python bench/inversion_twins.py [--twins 20] [--seed 1000] [--scenario single ...]
 """
@@ -164,6 +164,9 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         out.update({
             "within_100m": round(w100, 3),
             "within_250m": round(w250, 3),
+            # binomial standard errors of the two shares (n = true sources)
+            "within_100m_se": round(math.sqrt(w100 * (1 - w100) / n_true), 3),
+            "within_250m_se": round(math.sqrt(w250 * (1 - w250) / n_true), 3),
             "median_distance_m": round(float(np.median(dist)), 1),
             "rate_ratio_median": round(float(np.median(ratio)), 3) if ratio.size else None,
             "rate_within_factor_1_25": round(float(np.mean((ratio >= 0.8) & (ratio <= 1.25))), 3)

@@ -205,10 +205,11 @@ def _with(cols: np.ndarray | None, new: np.ndarray) -> np.ndarray:
 def _refine(win: _Window, cell: int, others: np.ndarray | None, q0: np.ndarray,
             log_prior: np.ndarray) -> tuple[int, float, float, np.ndarray]:
     """Sub-cell search over the 3 x 3 neighbourhood of ``cell`` (a 3 x 3 lattice of small
-    volume sources per cell), then the decision: the reported cell is the one whose centre
-    has the highest posterior probability of lying within one cell width of the source,
-    the refined position is the posterior mean. Returns (cell, x, y, column of the most
-    likely point)."""
+    volume sources per cell), each point's likelihood averaged over the rate-spread
+    hypotheses (``rate_tau`` and ``refine_rate_taus``), then the decision: the reported
+    cell is the one whose centre has the highest posterior probability of lying within
+    one cell width of the source, the refined position is the posterior mean. Returns
+    (cell, x, y, column of the most likely point)."""
     g, cfg = win.grid, win.cfg
     cx, cy = g.centres()
     cells = g.neighbours(cell, 1)
@@ -219,11 +220,21 @@ def _refine(win: _Window, cell: int, others: np.ndarray | None, q0: np.ndarray,
     cols = win.point_columns(px, py, g.cell / 3)
     prof = profile(win.stack, cols, others, f=cfg.model_error, tau=cfg.rate_tau, q0=q0)
     s2 = _scaled(prof, win.stack.n)
-    logp = -prof.cost / (2.0 * s2) + np.repeat(log_prior[cells], ox.size)
+    # the likelihood averaged over the rate-spread hypotheses (Bayesian model averaging,
+    # equal prior weights, every cost scaled by the same reduced chi-square)
+    lls = np.array([-prof.cost / (2.0 * s2)] + [
+        -profile(win.stack, cols, others, f=cfg.model_error, tau=t, q0=q0).cost / (2.0 * s2)
+        for t in cfg.refine_rate_taus if t != cfg.rate_tau])
+    top = lls.max(axis=0)
+    ll = top + np.log(np.mean(np.exp(lls - top), axis=0))
+    logp = ll + np.repeat(log_prior[cells], ox.size)
     p = np.exp(logp - logp.max())
     p /= p.sum()
     near = np.hypot(px[None, :] - cx[cells][:, None], py[None, :] - cy[cells][:, None])
     mass = (near <= g.cell) @ p
+    # a sharp posterior on a lattice point at a cell centre is exactly one cell width from
+    # four neighbours' centres: (near-)ties go to the centre nearest the source on average
+    mass -= 1e-3 * (near @ p) / g.cell
     best_cell = int(cells[int(np.argmax(mass))])
     b = int(np.argmax(logp))
     return best_cell, float(p @ px), float(p @ py), cols[:, b]
@@ -273,6 +284,13 @@ def _locate(win: _Window, log_prior: np.ndarray, cfg: InversionConfig
                       "col": col, "profile": prof})
         cols = _with(cols, col)
         cur = profile(st, None, cols, f=f, tau=tau, q0=prof.rates[b][None, :])
+    if found and cfg.station_offset_ug_m3 > 0:
+        # the offsets were taken against a fit without sources, so a station the plume
+        # crosses in several hours had part of the plume taken off as its offset (rates
+        # came out ~10 % low): take them again against the fit with the sources found
+        # and refit the rates (positions and the detection are left as they are)
+        win.remove_offsets(cur.pred[0])
+        cur = profile(st, None, cols, f=f, tau=tau, q0=cur.rates[0][None, :])
     return found, cur, surface
 
 

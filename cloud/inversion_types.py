@@ -77,6 +77,10 @@ class InversionConfig:
     threshold: float | None = None  # or the statistic to beat, given outright
     shortlist: int = 48  # cells refitted exactly (stage 2) per search
     refine: bool = True  # sub-cell search in the 3 x 3 neighbourhood of each source
+    # the sub-cell position posterior averages its likelihood over these hour-to-hour rate
+    # spreads besides rate_tau (equal weights): a steady source's consistent amplitude
+    # across hours then helps place it, a varying one is still placed by rate_tau
+    refine_rate_taus: tuple[float, ...] = (0.1,)
     site_prior: float = 5.0  # prior odds of a cell holding a registered site vs any cell
     site_tie_m: float = 150.0  # a source within this of a registered site carries its id
     lat_lon: tuple[float, float] | None = None  # the domain's place, for the sun

@@ -38,6 +38,18 @@ def test_a_single_source_is_found_in_its_cell_with_its_rate() -> None:
     assert res.gradient_ug_m3_per_km == pytest.approx((2.0, -1.0), abs=0.5)
 
 
+@pytest.mark.parametrize("taus", [(), (0.1,), (0.1, 0.3)])
+def test_the_refinement_places_a_source_on_a_cell_centre_in_its_own_cell(taus) -> None:
+    # a sharp posterior on a cell centre is exactly one cell width from four neighbours'
+    # centres: the tie must go to the cell itself, whatever rate spreads are averaged over
+    obs, met = make([(1450.0, 1550.0, 2.0)], noise=0.5)
+    res = invert(obs, met, DOMAIN, config=InversionConfig(inventory=False,
+                                                          refine_rate_taus=taus))
+    (s,) = res.sources
+    assert (s.x_m, s.y_m) == (1450.0, 1550.0)
+    assert math.hypot(s.x_refined_m - 1450.0, s.y_refined_m - 1550.0) < 20.0
+
+
 def test_two_sources_are_found_largest_first() -> None:
     obs, met = make([(850.0, 950.0, 1.0), (2150.0, 2050.0, 3.0)], noise=0.5, seed=2)
     res = invert(obs, met, DOMAIN, config=FAST)
