@@ -175,11 +175,6 @@ class Weather:
         direction = self.dir0 + self.turning * self.turn_wave(tt) + 25.0 * diurnal
         return np.clip(speed, 0.3, 15.0), direction % 360.0
 
-    def vane_spread_deg(self, hour_start: int) -> float:
-        """How far a wind vane's instant direction strays from the minute's mean (deg, one
-        standard deviation): the class's own turbulence; 0 in fixed weather."""
-        return 0.0 if self.fixed else TURBULENCE_DEG[self.hour_class(hour_start)]
-
     def hour_class(self, hour_start: int) -> str:
         if self.fixed:
             return self.fixed.stability
