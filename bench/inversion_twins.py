@@ -17,6 +17,8 @@ Scenarios (the same twins seeds in each, from ``--seed``):
 * ``model_error_puff``: the truth is integrated Gaussian puffs on curved trajectories;
 * ``model_error_martin_no_class``: truth with Martin's PG fit and MET.csv without the
   stability column (the inversion derives the class from sigma_theta);
+* ``single_hourly_job_met``: one source, with the met the hourly job has: no class column
+  (the class from wind and the sun's height), the hour's sigma_theta for the meander only;
 * ``multi``: two or three sources at once;
 * ``null``: no source at all (every source found is a false alarm).
 
@@ -65,6 +67,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "model_error_puff": {"n_sources": 1, "truth_model": "puff"},
     "model_error_martin_no_class": {"n_sources": 1, "sigma_set": "pg-martin",
                                     "_no_stability": True},
+    "single_hourly_job_met": {"n_sources": 1, "_no_stability": True, "_as_hourly_job": True},
     "multi": {"n_sources": None},
     "null": {"n_sources": 0},
 }
@@ -77,6 +80,7 @@ VISIBLE = 20.0
 def one_twin(seed: int, scenario: str) -> dict[str, Any]:
     spec = {**BASE, **SCENARIOS[scenario]}
     no_class = bool(spec.pop("_no_stability", False))
+    as_job = bool(spec.pop("_as_hourly_job", False))
     rng = np.random.default_rng(seed)
     if spec["n_sources"] is None:
         spec["n_sources"] = int(rng.integers(2, 4))
@@ -86,7 +90,12 @@ def one_twin(seed: int, scenario: str) -> dict[str, Any]:
     obs = obs_from_dicts(world.hourly_obs(hours))
     met = met_from_dicts(world.hourly_met(hours, stability=not no_class))
     t = time.perf_counter()
-    res = invert(obs, met, world.domain, config=InversionConfig(inventory=False))
+    cfg = InversionConfig(inventory=False)
+    if as_job:  # the hourly job's met: no class; the class from wind and sun, sigma_theta
+        # (the hour's, meander included) only for the meander
+        cfg = InversionConfig(inventory=False, lat_lon=tuple(world.origin_lat_lon),
+                              class_from_sigma_theta=False)  # fmt: skip
+    res = invert(obs, met, world.domain, config=cfg)
     seconds = time.perf_counter() - t
     truth = world.truth(hours)
     found = res.sources
