@@ -151,7 +151,6 @@ class World:
     met_error_deg: float = 3.0
     _cache: OrderedDict[int, dict[str, np.ndarray]] = field(default_factory=OrderedDict, repr=False)
     _hours: dict[int, tuple[float, float, str, float]] = field(default_factory=dict, repr=False)
-    _vane_keys: dict[str, int] = field(default_factory=dict, repr=False)
 
     # ----------------------------------------------------------------- building
     @classmethod
@@ -412,16 +411,11 @@ class World:
         if quantity == "wind_dir" and not self.weather.fixed:
             # a vane reads the instant wind: the minute's mean + the class's own turbulence
             spread = TURBULENCE_DEG[self._hour(int(t) // 3600 * 3600)[2]]
-            true = (true + spread * normal(self._vane_key(station_id), int(t))) % 360.0
+            gust = normal(self._sensors._noise_key(station_id, "vane"), int(t))
+            true = (true + spread * gust) % 360.0
         rh = self.concentration(station_id, "rh", t)
         st = self.stations[self._index[station_id]]
         return self._sensors.reading(station_id, st.kind, quantity, t, true, rh)
-
-    def _vane_key(self, station_id: str) -> int:
-        k = self._vane_keys.get(station_id)
-        if k is None:
-            k = self._vane_keys[station_id] = key(self.seed, "vane", station_id)
-        return k
 
     def sensor_params(self, station_id: str, quantity: str) -> tuple[float, float, float, float]:
         """(slope, bias, drift per 30 days, kappa) of the station's sensor for ``quantity``:

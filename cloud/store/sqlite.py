@@ -42,11 +42,7 @@ _PASSING: Final = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR"
 
 
 def _passing(exc: sqlite3.Error) -> bool:
-    name = getattr(exc, "sqlite_errorname", None)
-    if isinstance(name, str):
-        return name.startswith(_PASSING)
-    text = str(exc)
-    return any(w in text for w in ("locked", "busy", "disk is full", "disk I/O error"))
+    return str(getattr(exc, "sqlite_errorname", "")).startswith(_PASSING)  # Python >= 3.11
 
 
 class SqliteStore(SqlStore):
