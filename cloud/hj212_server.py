@@ -214,16 +214,6 @@ class Hj212Server:
             self.stats.refused += exc.reason_class == "auth"
             await self._quarantine(where, exc.reason, exc.reason_class, payload, packet.mn)
             return
-        if packet.skipped:
-            self.stats.bad_values += len(packet.skipped)
-            sent = ", ".join(f"{c}-{f}={v[:20]!r}" for c, f, v in packet.skipped[:5])
-            await self._quarantine(
-                where,
-                f"not a number, left out (the packet's other values are kept): {sent}",
-                "value",
-                payload,
-                packet.mn,
-            )
         if packs:
             batch = Batch(packs=packs, received=self.clock())
             try:
@@ -237,6 +227,16 @@ class Hj212Server:
             self.stats.duplicates += committed.duplicates
         else:
             self.stats.ignored += 1
+        if packet.skipped:  # after the commit: a resend after a store failure is not doubled
+            self.stats.bad_values += len(packet.skipped)
+            sent = ", ".join(f"{c}-{f}={v[:20]!r}" for c, f, v in packet.skipped[:5])
+            await self._quarantine(
+                where,
+                f"not a number, left out (the packet's other values are kept): {sent}",
+                "value",
+                payload,
+                packet.mn,
+            )
         if packet.needs_reply:
             self.stats.replies += 1
             writer.write(hj212.reply_9014(packet))
