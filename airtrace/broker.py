@@ -15,6 +15,7 @@ import asyncio
 import logging
 import signal
 import threading
+import time
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -103,10 +104,13 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     broker = EmbeddedBroker(args.host, args.port)
     broker.start()
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    done.wait()
+    # the handler only records the signal: setting an Event from a handler can deadlock
+    # (the main thread may hold that Event's lock when the handler runs)
+    signalled: list[int] = []
+    signal.signal(signal.SIGTERM, lambda sig, _f: signalled.append(sig))
+    signal.signal(signal.SIGINT, lambda sig, _f: signalled.append(sig))
+    while not signalled:
+        time.sleep(0.1)
     broker.stop()
 
 

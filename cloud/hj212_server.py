@@ -155,12 +155,14 @@ class Hj212Server:
     async def close(self) -> None:
         """Stop listening and end the open connections."""
         if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+            self._server.close()  # no new connections
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            # after the handlers are gone: from Python 3.12 this waits for every connection
+            await self._server.wait_closed()
 
     # -- one connection ---------------------------------------------------------------
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -226,6 +226,7 @@ class Service:
         self.commander: Commander | None = None
         self.source_listeners: list[Callable[[float, Any], None]] = []
         self._stop = threading.Event()
+        self._signalled: int | None = None
 
     # -- what parts share -------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -386,16 +387,23 @@ class Service:
         self.store.close()
 
     def request_stop(self) -> None:
+        """Thread-safe; not for a signal handler (see ``_on_signal``)."""
         self._stop.set()
 
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        """Only record the signal: a handler runs between two bytecodes of the main thread,
+        which may hold the stop Event's lock just then (inside ``wait``), so setting the
+        Event here could deadlock the process. ``run`` polls the record."""
+        self._signalled = signum
+
     def run(self) -> None:
-        """Start, wait for SIGTERM or SIGINT, stop."""
+        """Start, wait for SIGTERM or SIGINT (or ``request_stop()``), stop."""
         previous = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, lambda *_: self._stop.set())
+            previous[sig] = signal.signal(sig, self._on_signal)
         try:
             self.start()
-            while not self._stop.wait(0.5):
+            while self._signalled is None and not self._stop.wait(0.2):
                 pass
             log.info("cloud: stopping")
         finally:

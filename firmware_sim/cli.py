@@ -9,7 +9,7 @@ fault flags; time runs at ``--rate`` (or as ``AIRTRACE_CLOCK`` says).
 from __future__ import annotations
 
 import signal
-import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -151,17 +151,33 @@ class _Setup:
 
 
 class _Stopper:
-    """SIGTERM and SIGINT set a flag (from the moment the command starts, so a signal
-    during start-up still ends it cleanly)."""
+    """SIGTERM and SIGINT end the command (from the moment it starts, so a signal during
+    start-up still ends it cleanly).
+
+    The handler only stores the signal: it runs between two bytecodes of the main thread,
+    which may hold a lock at that moment (an ``Event``'s, a ``Queue``'s), so setting an
+    Event there can deadlock the process. ``wait`` polls the stored value instead."""
+
+    POLL_S = 0.05
 
     def __enter__(self) -> _Stopper:
-        self._done = threading.Event()
+        self.signalled: int | None = None
         signals = (signal.SIGTERM, signal.SIGINT)
-        self._old = {s: signal.signal(s, lambda *_: self._done.set()) for s in signals}
+        self._old = {s: signal.signal(s, self._on_signal) for s in signals}
         return self
 
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.signalled = signum
+
     def wait(self, timeout: float) -> bool:
-        return self._done.wait(timeout)
+        """Sleep up to ``timeout`` s; True as soon as a stop signal has come."""
+        deadline = time.monotonic() + timeout
+        while self.signalled is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, self.POLL_S))
+        return True
 
     def __exit__(self, *exc: object) -> None:
         for s, handler in self._old.items():

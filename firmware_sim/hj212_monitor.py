@@ -60,6 +60,7 @@ DUST_QUANTITIES = (
 )
 _PM = frozenset({"tsp", "pm10", "pm25", "pm1"})
 UNITS = ("ug/m3", "mg/m3")
+CLOSE_WAIT_S = 1.0  # how long a closing connection may take to flush before it is cut
 
 
 @dataclass
@@ -406,8 +407,13 @@ class Hj212Monitor(Device):
         if writer is not None:
             self.stats["disconnects"] += 1
             writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            try:  # a peer that reads nothing would keep unsent bytes, and us, forever
+                async with asyncio.timeout(CLOSE_WAIT_S):
+                    await writer.wait_closed()
+            except TimeoutError:
+                writer.transport.abort()
+            except Exception as exc:  # the connection is gone either way
+                log.debug("%s: closing the connection: %s", self, exc)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         stream = hj212.Hj212Stream()

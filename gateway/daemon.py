@@ -97,6 +97,7 @@ class Gateway:
         self._link_factory: LinkFactory = link_factory or MqttLink
         self.events: queue.Queue[object] = queue.Queue()
         self._stop = threading.Event()
+        self._signalled: int | None = None
         self._samples: list[Sample] = []
         self._pending: list[Reading] = []
         self.counts: Counter[str] = Counter()
@@ -165,6 +166,11 @@ class Gateway:
         try:
             self.start()
             while not self._stop.is_set():
+                if self._signalled is not None:
+                    sid, sig = self.config.station.id, self._signalled
+                    log.info("gateway %s: signal %d, stopping", sid, sig)
+                    self.request_stop()
+                    break
                 try:
                     self.step(0.2)
                 except Exception as exc:  # a long-running process keeps going
@@ -186,13 +192,19 @@ class Gateway:
         self._stop.wait(1.0)
 
     def request_stop(self) -> None:
-        """Thread- and signal-safe."""
+        """Thread-safe; not for a signal handler (it takes the event queue's lock, which
+        the interrupted main thread may hold): see ``install_signal_handlers``."""
         self._stop.set()
         self.events.put(_Wake())
 
     def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop ``run()`` within one turn of the loop (<= 0.2 s). The
+        handler only records the signal; the loop acts on it outside the handler."""
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda _s, _f: self.request_stop())
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._signalled = signum
 
     def shutdown(self) -> None:
         if self._down:
@@ -548,9 +560,9 @@ def run_daemon(*paths: Path) -> None:
         for gw in gateways:
             gw.shutdown()
         raise
-    stop = threading.Event()
+    signalled: list[int] = []  # the handler only records (see install_signal_handlers)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda _s, _f: stop.set())
+        signal.signal(sig, lambda s, _f: signalled.append(s))
     threads = [
         threading.Thread(target=gw.run, name=f"gateway-{gw.config.station.id}", daemon=True)
         for gw in gateways
@@ -558,9 +570,8 @@ def run_daemon(*paths: Path) -> None:
     for t in threads:
         t.start()
     log.info("running %d stations: %s", len(gateways), ", ".join(ids))
-    while not stop.wait(0.5):
-        if not any(t.is_alive() for t in threads):
-            break
+    while not signalled and any(t.is_alive() for t in threads):
+        time.sleep(0.2)
     for gw in gateways:
         gw.request_stop()
     for t in threads:

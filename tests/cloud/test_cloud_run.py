@@ -235,3 +235,34 @@ def test_pack_bytes_helper_matches_the_contract() -> None:
     doc = json.loads(pack_bytes("S", [5, 6]))
     assert doc[0]["bn"] == "urn:airtrace:S:"
     assert doc[0]["seq"] == 5
+
+
+def test_a_stop_signal_takes_no_lock_and_stops_the_service(tmp_path: Path) -> None:
+    """The handler runs between two bytecodes of the main thread, which may hold the stop
+    Event's lock just then (inside ``wait``): a handler that set the Event would deadlock
+    ``cloud run`` on SIGTERM. Here it runs while that lock is held; ``run`` then stops."""
+    from cloud.config import parse_config
+    from cloud.service import Service
+
+    cfg = parse_config(
+        f'[store]\nurl = "sqlite:///{tmp_path}/s.db"\n[ingest]\nenabled = false\n'
+        "[fusion]\nenabled = false\n"
+    )
+    service = Service(cfg)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+
+        def interrupted_while_holding_the_lock() -> None:
+            with service._stop._cond:  # type: ignore[attr-defined]
+                service._on_signal(signal.SIGTERM, None)
+
+        worker = threading.Thread(target=interrupted_while_holding_the_lock, daemon=True)
+        worker.start()
+        worker.join(5)
+        assert not worker.is_alive(), "the SIGTERM handler waited for a lock"
+        service.run()  # the signal is on record: starts, sees it, stops in order
+        assert service.parts == []
+        assert signal.getsignal(signal.SIGTERM) == previous[signal.SIGTERM]
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

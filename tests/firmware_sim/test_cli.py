@@ -123,3 +123,23 @@ def test_hj212_survives_its_reboots(sim, hj212_platform) -> None:
     wait_for(lambda: len(platform.received("2011")) >= 8, what="packets across reboots")
     assert run.proc.poll() is None
     assert run.stop() == 0
+
+
+def test_a_stop_signal_is_recorded_not_acted_on_inside_the_handler() -> None:
+    """A real SIGTERM to this process, in a ``sim`` command's wait: the wait ends, nothing
+    else happens inside the handler (a handler that set an Event could deadlock on a lock
+    the interrupted thread holds), and the previous handlers come back afterwards."""
+    import threading
+    import time
+
+    from firmware_sim.cli import _Stopper
+
+    before = signal.getsignal(signal.SIGTERM)
+    with _Stopper() as stopper:
+        assert stopper.wait(0.05) is False
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        t0 = time.monotonic()
+        assert stopper.wait(30) is True
+        assert time.monotonic() - t0 < 5
+        assert stopper.signalled == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -281,3 +281,34 @@ def test_a_failing_turn_of_the_loop_is_logged_and_survived(make_config, devices,
     logged = [r for r in caplog.records if "a bug in a stage" in r.getMessage()
               or (r.exc_info and "a bug in a stage" in str(r.exc_info[1]))]  # fmt: skip
     assert len(logged) == 1  # once, not once per turn
+
+
+def test_a_stop_signal_takes_no_lock_and_stops_the_loop(make_config, devices) -> None:
+    """A signal handler runs between two bytecodes of the main thread, which may hold the
+    event queue's or the stop Event's lock just then: a handler that took either would
+    deadlock the daemon on SIGTERM. Here the handler runs while those locks are held."""
+    import signal
+
+    gw = Gateway(make_config(sensors=devices.sensors(interval_s=0.1)))
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        gw.install_signal_handlers()
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+
+        def interrupted_while_holding_the_locks() -> None:
+            with gw.events.mutex, gw._stop._cond:
+                handler(signal.SIGTERM, None)
+
+        worker = threading.Thread(target=interrupted_while_holding_the_locks, daemon=True)
+        worker.start()
+        worker.join(5)
+        assert not worker.is_alive(), "the SIGTERM handler waited for a lock"
+        t = threading.Thread(target=gw.run, daemon=True)
+        t.start()
+        t.join(20)  # the loop sees the signal on its first turn and shuts down in order
+        assert not t.is_alive()
+        assert json.loads(state_path(gw.config).read_text())["state"] == "stopped"
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
