@@ -99,4 +99,14 @@ def make_part(service: Any) -> Any:
 
     job = HourlyJob(clock=service.clock, fetch_inputs=fetch, save_result=save,
                     on_sources=hits, config=config, domain=dom.extent, lag_s=lag)
+    job.last_done = last_stored_hour(service.store, quantity)
     return JobPart("inversion", job, service.clock, every_s=interval)
+
+
+def last_stored_hour(store: Any, quantity: str) -> int | None:
+    """Where a restarted service goes on from: the newest hour the store holds a result for.
+    The hours it was down for are then inverted in order (``HourlyJob.pending``: the last
+    ``max_catch_up`` of them after a longer outage). None -- the newest hour only -- on a
+    store that has none."""
+    last = store.last_inversion_hour(quantity)
+    return None if last is None else int(last)

@@ -338,6 +338,11 @@ class CatalogMixin:
         )
         return [(float(r[0]), r[1], json.loads(r[2]), float(r[3])) for r in rows]
 
+    def last_inversion_hour(self, quantity: str) -> float | None:
+        """The newest hour with a stored result for ``quantity`` (None: none yet)."""
+        row = self._one("SELECT MAX(hour) FROM inversion_results WHERE quantity = ?", (quantity,))
+        return None if row is None or row[0] is None else float(row[0])
+
     # -- health -----------------------------------------------------------------------
     def put_health(self, items: Iterable[Health]) -> None:
         items = list(items)

@@ -92,3 +92,32 @@ def test_without_an_extent_the_grid_wraps_the_stations() -> None:
     rows = [{"x_m": 120.0, "y_m": -40.0}, {"x_m": 2980.0, "y_m": 1510.0}]
     assert auto_domain(rows, 100.0) == (-400.0, -600.0, 3500.0, 2100.0)
     assert auto_domain([], 100.0) == (0.0, 0.0, 100.0, 100.0)
+
+
+def test_a_restarted_service_inverts_the_hours_it_was_down_for(tmp_path: Path) -> None:
+    """The job goes on from the newest result in the store: after three hours down, the
+    three missed hours come due in order (not only the newest); a fresh store starts with
+    the newest hour alone."""
+    cfg = parse_config(
+        f'[store]\nurl = "sqlite:///{tmp_path}/s.db"\n[ingest]\nenabled = false\n'
+        "[fusion]\nenabled = false\n[domain]\norigin_lat = 31.2\norigin_lon = 121.4\n"
+        "[inversion]\nenabled = true\nlag_s = 0\ninventory = false\n",
+        source=str(tmp_path / "cloud.toml"))
+    h0 = 1_780_000_000 // 3600 * 3600
+    clock = _Clock(h0 + 3600 + 5)
+    service = Service(cfg, clock=clock)
+    try:
+        part = make_part(service)
+        assert part.job.pending() == [h0]  # nothing stored yet: the newest hour only
+        (done,) = part.job.tick()
+        assert done.hour_start == h0
+        clock.t += 3 * 3600  # down for three hours, then started again
+        again = make_part(service)
+        assert again.job.pending() == [h0 + 3600, h0 + 7200, h0 + 10800]
+        assert [r.hour_start for r in again.job.tick()] == [h0 + 3600, h0 + 7200, h0 + 10800]
+        clock.t += 40 * 3600  # down longer than the catch-up reach: the last 24 hours
+        late = make_part(service)
+        newest = h0 + 43 * 3600
+        assert late.job.pending() == list(range(newest - 23 * 3600, newest + 1, 3600))
+    finally:
+        service.stop()

@@ -404,3 +404,6 @@ def test_inversion_results_are_kept_per_hour_and_quantity(store) -> None:
     got = store.inversion_results(quantity="pm10")
     assert got == [(T0, "pm10", {"sources": [{"x_m": 50.0}]}, T0 + 120)]
     assert len(store.inversion_results(since=T0 + 1)) == 1
+    assert store.last_inversion_hour("pm10") == T0
+    assert store.last_inversion_hour("pm25") == T0 + 3600
+    assert store.last_inversion_hour("no2") is None
