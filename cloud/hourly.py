@@ -14,7 +14,9 @@ Hour ``H`` (its start, epoch seconds) is due once the clock passes ``H + 3600 + 
 (the lag lets late readings in). Missed hours are caught up in order, at most
 ``max_catch_up`` of them; an hour whose inputs are bad or whose run fails is logged,
 counted and retried on the next tick up to ``retries`` times, then skipped -- the loop
-itself never dies of it.
+itself never dies of it. Each time new hours have run, the ``rerun_hours`` before them are
+checked again: an hour whose inputs hash changed since it ran (readings that came late) is
+re-run and its stored result replaced; the alerts are not told again.
 """
 
 from __future__ import annotations
@@ -111,6 +113,22 @@ def run_hour(
 
     Rows may be ``ObsRow``/``MetRow``/``SiteRow`` or dicts shaped like the CSV files
     (validated the same way; bad rows raise ``InputError``)."""
+    first, last = window_of(hour_start, config)
+    obs, met, site_rows, digest = _window_inputs(hour_start, obs_rows, met_rows, sites,
+                                                 config, domain)
+    if obs:
+        result = invert(obs, met, domain, sites=site_rows, config=config, cache=cache)
+    else:
+        result = InversionResult((), 0.0, 0.0,
+                                 warnings=("no observations in the window",))
+    return HourResult(hour_start, (first, last), digest, result)
+
+
+def _window_inputs(
+    hour_start: int, obs_rows: Rows, met_rows: Rows, sites: Rows, config: InversionConfig,
+    domain: tuple[float, float, float, float],
+) -> tuple[list[ObsRow], list[MetRow], list[SiteRow], str]:
+    """The rows of the hour's window, checked, and the SHA-256 of their canonical form."""
     if hour_start % 3600:
         raise InputError(f"hour_start {hour_start} is not the start of an hour")
     first, last = window_of(hour_start, config)
@@ -119,12 +137,13 @@ def run_hour(
     met = [m for m in met if first <= m.time <= last]
     digest = hashlib.sha256(canonical_inputs(hour_start, obs, met, site_rows, config,
                                              domain)).hexdigest()
-    if obs:
-        result = invert(obs, met, domain, sites=site_rows, config=config, cache=cache)
-    else:
-        result = InversionResult((), 0.0, 0.0,
-                                 warnings=("no observations in the window",))
-    return HourResult(hour_start, (first, last), digest, result)
+    return obs, met, site_rows, digest
+
+
+def inputs_sha256(hour_start: int, obs_rows: Rows, met_rows: Rows, sites: Rows = (), *,
+                  config: InversionConfig, domain: tuple[float, float, float, float]) -> str:
+    """What ``run_hour`` would record as the hour's ``inputs_sha256``, without inverting."""
+    return _window_inputs(hour_start, obs_rows, met_rows, sites, config, domain)[3]
 
 
 def verify(stored: HourResult | Mapping[str, Any], obs_rows: Rows, met_rows: Rows,
@@ -151,11 +170,14 @@ class HourlyJob:
     lag_s: float = 300.0
     max_catch_up: int = 24
     retries: int = 2
+    rerun_hours: int = 6  # once an hour, re-run those of the last N whose inputs changed
     last_done: int | None = None  # the last hour handled (run or given up)
     runs: int = 0
+    reruns: int = 0
     failures: int = 0
     cache: MatrixCache | None = None  # default: room for one window and a spare hour
     _tries: dict[int, int] = field(default_factory=dict)
+    _digests: dict[int, str] = field(default_factory=dict)  # hour -> inputs it ran on
 
     def __post_init__(self) -> None:
         if self.cache is None:
@@ -178,17 +200,11 @@ class HourlyJob:
         done: list[HourResult] = []
         for hour in self.pending():
             try:
-                first, last = window_of(hour, self.config)
-                obs, met, sites = self.fetch_inputs(first, last)
-                if self.domain is not None:
-                    domain = self.domain
-                else:
-                    from cloud.hourly_part import auto_domain
-
-                    domain = auto_domain(obs, self.config.cell_m)
+                obs, met, sites, domain = self._inputs(hour)
                 res = run_hour(hour, obs, met, sites, config=self.config, domain=domain,
                                cache=self.cache)
                 self.save_result(res)
+                self._digests[hour] = res.inputs_sha256
                 self.on_sources(res)  # sources or none: a source that went away is news too
             except Exception as exc:  # one bad hour must not stop the service
                 self.failures += 1
@@ -205,7 +221,67 @@ class HourlyJob:
             self.last_done = hour
             self._tries.pop(hour, None)
             done.append(res)
+        if done:
+            self.rerun_changed(before=done[0].hour_start)
         return done
+
+    def _inputs(self, hour: int) -> tuple[Rows, Rows, Rows, tuple[float, float, float, float]]:
+        first, last = window_of(hour, self.config)
+        obs, met, sites = self.fetch_inputs(first, last)
+        return obs, met, sites, self._domain_for(obs)
+
+    def _domain_for(self, obs: Rows) -> tuple[float, float, float, float]:
+        if self.domain is not None:
+            return self.domain
+        from cloud.hourly_part import auto_domain
+
+        return auto_domain(obs, self.config.cell_m)
+
+    def rerun_changed(self, before: int) -> list[HourResult]:
+        """Re-run the hours of the last ``rerun_hours`` before ``before`` (that this job
+        ran) whose inputs changed since -- readings that came late, a gateway's backlog
+        after an outage -- and replace their stored results. One fetch spans all their
+        windows. The alerts are not told again: the late readings are in the windows of
+        the hours still to come, which are."""
+        for old in [h for h in self._digests if h < before - self.rerun_hours * 3600]:
+            del self._digests[old]
+        hours = [h for h in range(before - self.rerun_hours * 3600, before, 3600)
+                 if h in self._digests]
+        if not hours:
+            return []
+        try:
+            span = self.fetch_inputs(window_of(hours[0], self.config)[0], hours[-1])
+            obs, met, sites = _as_rows(*span)
+        except Exception as exc:  # the stored results stay; tried again next hour
+            self.failures += 1
+            log.error("inversion re-check of hours %s-%s failed: %s", hours[0], hours[-1],
+                      exc, exc_info=not isinstance(exc, AirtraceError))
+            return []
+        again: list[HourResult] = []
+        for hour in hours:
+            first, last = window_of(hour, self.config)
+            o = [r for r in obs if first <= r.time <= last]
+            m = [r for r in met if first <= r.time <= last]
+            try:
+                domain = self._domain_for(o)
+                if inputs_sha256(hour, o, m, sites, config=self.config,
+                                 domain=domain) == self._digests[hour]:
+                    continue
+                res = run_hour(hour, o, m, sites, config=self.config, domain=domain,
+                               cache=self.cache)
+                self.save_result(res)
+            except Exception as exc:  # the stored result stays; the hour is not re-tried
+                self.failures += 1
+                log.error("inversion re-run for hour %s failed: %s", hour, exc,
+                          exc_info=not isinstance(exc, AirtraceError))
+                del self._digests[hour]
+                continue
+            self._digests[hour] = res.inputs_sha256
+            self.reruns += 1
+            log.info("inversion for hour %s re-run: its inputs changed since (late readings)",
+                     hour)
+            again.append(res)
+        return again
 
     def seconds_to_next(self) -> float:
         """How long until the next hour falls due (0 when one is due now)."""

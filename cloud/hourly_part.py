@@ -10,6 +10,8 @@ Config, the ``[inversion]`` table (all optional besides ``enabled``)::
     window_hours = 12        # hours per inversion
     lag_s = 60               # wait this long after an hour ends for late readings (later
                              # ones still count in the next hours' windows)
+    rerun_hours = 6          # at each new hour, re-run those of the last 6 whose inputs
+                             # changed since (a gateway's backlog); 0: never
     interval_s = 60          # how often the job looks at the clock
     terrain = "urban"        # Briggs sigma set: urban | rural
     max_sources = 5
@@ -70,6 +72,7 @@ def make_part(service: Any) -> Any:
     window = t.integer("window_hours", 12, min=1, max=72)
     lag = t.number("lag_s", 60.0, min=0.0)
     interval = t.number("interval_s", 60.0, min=1.0)
+    rerun = t.integer("rerun_hours", 6, min=0, max=72)
     terrain = t.text("terrain", "urban", choices=("urban", "rural"))
     max_sources = t.integer("max_sources", 5, min=0, max=50)
     inventory = t.flag("inventory", True)
@@ -98,7 +101,8 @@ def make_part(service: Any) -> Any:
         service.sources_found(res.hour_start, res.result)
 
     job = HourlyJob(clock=service.clock, fetch_inputs=fetch, save_result=save,
-                    on_sources=hits, config=config, domain=dom.extent, lag_s=lag)
+                    on_sources=hits, config=config, domain=dom.extent, lag_s=lag,
+                    rerun_hours=rerun)
     job.last_done = last_stored_hour(service.store, quantity)
     return JobPart("inversion", job, service.clock, every_s=interval)
 

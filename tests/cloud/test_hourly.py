@@ -101,7 +101,8 @@ def test_hours_fall_due_after_the_lag_and_each_runs_once(data) -> None:
     clock.t = T0 + 8 * 3600 + 301
     done = job.tick()
     assert [r.hour_start for r in done] == [T0 + 7 * 3600]
-    assert fetched[-1] == (T0 + 2 * 3600, T0 + 7 * 3600)
+    # hour 07's window, then hour 06's again: did its inputs change since it ran? (no)
+    assert fetched[-2:] == [(T0 + 2 * 3600, T0 + 7 * 3600), (T0 + 3600, T0 + 6 * 3600)]
     assert [r.hour_start for r in saved] == [T0 + 6 * 3600, T0 + 7 * 3600]
     assert hits == saved  # the alerts hear of every hour, sources or none
     assert job.tick() == []  # nothing new until the next hour is due
@@ -152,3 +153,42 @@ def test_run_sleeps_between_ticks_until_stopped(data) -> None:
     job.run(sleep, stop=lambda: len(sleeps) >= 70, max_sleep_s=60.0)
     assert [r.hour_start for r in saved] == [T0 + 7 * 3600, T0 + 8 * 3600]
     assert max(sleeps) <= 60.0
+
+
+def test_hours_whose_inputs_changed_later_are_re_run_once_and_not_re_alerted(data) -> None:
+    """A gateway's backlog arrives after the hours it belongs to were inverted: at the next
+    hour, the hours whose windows it falls in are re-run and their results replaced (the
+    same result ``run_hour`` gives on all the data); the alerts hear only of the new hour."""
+    obs, met = data
+    late_hour = T0 + 5 * 3600
+    arrived = {"late": False}
+
+    behind = set(sorted({r.station for r in obs})[::2])  # half the stations, in hour 05
+
+    def fetch(first: int, last: int):
+        rows = [r for r in obs if first <= r.time <= last
+                and (arrived["late"] or r.time != late_hour or r.station not in behind)]
+        return rows, [m for m in met if first <= m.time <= last], []
+
+    clock = Clock(T0 + 8 * 3600 + 400)
+    saved: list[HourResult] = []
+    hits: list[HourResult] = []
+    job = HourlyJob(clock=clock, fetch_inputs=fetch, save_result=saved.append,
+                    on_sources=hits.append, config=CFG, domain=DOMAIN,
+                    last_done=T0 + 5 * 3600)
+    assert [r.hour_start for r in job.tick()] == [T0 + 6 * 3600, T0 + 7 * 3600]
+    first_06 = saved[0].inputs_sha256
+    arrived["late"] = True  # the backlog is in the store now
+    assert job.tick() == []  # nothing is re-checked before the next hour falls due
+    clock.t += 3600
+    assert [r.hour_start for r in job.tick()] == [T0 + 8 * 3600]
+    assert [r.hour_start for r in saved] == [T0 + 6 * 3600, T0 + 7 * 3600, T0 + 8 * 3600,
+                                             T0 + 6 * 3600, T0 + 7 * 3600]
+    assert [r.hour_start for r in hits] == [T0 + 6 * 3600, T0 + 7 * 3600, T0 + 8 * 3600]
+    assert job.reruns == 2
+    whole = run_hour(T0 + 6 * 3600, obs, met, config=CFG, domain=DOMAIN)
+    assert saved[3].inputs_sha256 == whole.inputs_sha256 != first_06
+    assert saved[3].result.sources == whole.result.sources
+    clock.t += 3600  # nothing changed since: nothing re-run
+    assert [r.hour_start for r in job.tick()] == [T0 + 9 * 3600]
+    assert job.reruns == 2 and len(saved) == 6
