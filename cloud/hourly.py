@@ -225,6 +225,11 @@ class HourlyJob:
             self.rerun_changed(before=done[0].hour_start)
         return done
 
+    def ran_on(self, hour: int, inputs_sha256: str) -> None:
+        """Record that ``hour`` was inverted on these inputs (a restarted service passes
+        the stored results' hashes, so their hours are re-checked like its own)."""
+        self._digests[int(hour)] = inputs_sha256
+
     def _inputs(self, hour: int) -> tuple[Rows, Rows, Rows, tuple[float, float, float, float]]:
         first, last = window_of(hour, self.config)
         obs, met, sites = self.fetch_inputs(first, last)

@@ -104,6 +104,11 @@ def make_part(service: Any) -> Any:
                     on_sources=hits, config=config, domain=dom.extent, lag_s=lag,
                     rerun_hours=rerun)
     job.last_done = last_stored_hour(service.store, quantity)
+    if job.last_done is not None and job.rerun_hours:
+        since = job.last_done - (job.rerun_hours - 1) * 3600
+        for hour, _, doc, _ in service.store.inversion_results(since=since, quantity=quantity):
+            if isinstance(doc.get("inputs_sha256"), str):
+                job.ran_on(int(hour), doc["inputs_sha256"])
     return JobPart("inversion", job, service.clock, every_s=interval)
 
 

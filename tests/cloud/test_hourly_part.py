@@ -115,7 +115,22 @@ def test_a_restarted_service_inverts_the_hours_it_was_down_for(tmp_path: Path) -
         again = make_part(service)
         assert again.job.pending() == [h0 + 3600, h0 + 7200, h0 + 10800]
         assert [r.hour_start for r in again.job.tick()] == [h0 + 3600, h0 + 7200, h0 + 10800]
-        clock.t += 40 * 3600  # down longer than the catch-up reach: the last 24 hours
+        # a reading of hour h0+2 comes in late, the service is restarted an hour on: the
+        # stored hashes let it see which hours' inputs changed since they ran
+        before = {h: doc["inputs_sha256"] for h, _, doc, _ in service.store.inversion_results()}
+        service.store.put_station(Station("M1", kind="micro", status="confirmed", lat=31.2,
+                                          lon=121.4, inlet_height_m=3.0))
+        rows = [(k + 1, "pm10", float(h0 + 7200 + 300 * k), 80.0, 80.0, "ug/m3", "N", "0",
+                 "pm10", None) for k in range(12)]  # a whole hour, every 5 minutes
+        service.store.commit(Batch(packs=[PackRows("M1", "e", rows)], received=clock.t))
+        clock.t += 3600
+        restarted = make_part(service)
+        assert [r.hour_start for r in restarted.job.tick()] == [h0 + 4 * 3600]
+        assert restarted.job.reruns == 2  # h0+2 and h0+3; h0 and h0+1 do not reach it
+        after = {h: doc["inputs_sha256"] for h, _, doc, _ in service.store.inversion_results()}
+        changed = sorted(h for h in before if after[h] != before[h])
+        assert changed == [h0 + 7200, h0 + 10800]
+        clock.t += 39 * 3600  # down longer than the catch-up reach: the last 24 hours
         late = make_part(service)
         newest = h0 + 43 * 3600
         assert late.job.pending() == list(range(newest - 23 * 3600, newest + 1, 3600))
