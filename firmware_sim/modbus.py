@@ -243,9 +243,9 @@ class ModbusDevice(Device):
         if self._server is not None:
             await self._server.shutdown()
             self._server = None
-        if self._pair is not None:
-            self._pair.close()
-            self._pair = None
+        pair, self._pair = self._pair, None
+        if pair is not None:  # ending socat takes a while: off the loop the others share
+            await asyncio.to_thread(pair.close)
 
     # -- the wire ---------------------------------------------------------------------------
 

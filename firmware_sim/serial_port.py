@@ -84,6 +84,20 @@ class PtyPort:
             view = view[n:]
 
     def close(self) -> None:
+        self._close_fd()
+        if self._pair is not None:
+            self._pair.close()
+            self._pair = None
+
+    async def aclose(self) -> None:
+        """``close()`` from the loop: the cable is unplugged in a worker thread (ending its
+        socat takes a while), so the loop's other devices go on meanwhile."""
+        self._close_fd()
+        pair, self._pair = self._pair, None
+        if pair is not None:
+            await asyncio.to_thread(pair.close)
+
+    def _close_fd(self) -> None:
         if self._fd is not None:
             if self._loop is not None and not self._loop.is_closed():
                 with contextlib.suppress(Exception):
@@ -91,6 +105,3 @@ class PtyPort:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
-        if self._pair is not None:
-            self._pair.close()
-            self._pair = None

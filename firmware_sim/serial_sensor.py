@@ -81,7 +81,7 @@ class SerialSensor(Device, Generic[C]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        self._port.close()
+        await self._port.aclose()
 
     async def _stream(self) -> None:
         raise NotImplementedError

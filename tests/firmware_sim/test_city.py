@@ -216,3 +216,48 @@ def test_sim_city_command(tmp_path: Path) -> None:
     assert len(configs) == 20 and sum(" config " in line for line in lines) == 20
     station = load_station(configs[0])
     assert station.uplink.mqtt == "mqtt://127.0.0.1:1884"
+
+
+def test_the_districts_devices_stop_side_by_side_and_a_failing_one_stops_none_of_the_rest(
+    tmp_path: Path,
+) -> None:
+    """A device slow to stop (a socat to end, a peer that reads nothing) must not make the
+    district's stop the sum of them all: every device's stop has begun before any ends.
+    One that fails is logged and the others still stop."""
+    import asyncio
+
+    from firmware_sim.device import Device
+
+    class Slow(Device):
+        def __init__(self, name: str, fail: bool = False) -> None:
+            super().__init__(name=name)
+            self.fail = fail
+
+        async def astart(self) -> None:
+            self.running = True
+
+        async def astop(self) -> None:
+            entered.append(self.name)
+            async with asyncio.timeout(10):  # all four have begun to stop, or none could
+                while len(entered) < 4:
+                    await asyncio.sleep(0.01)
+            self.running = False
+            if self.fail:
+                raise OSError("the cable would not unplug")
+            stopped.append(self.name)
+
+    entered: list[str] = []
+    stopped: list[str] = []
+    config = CityConfig(seed=3, stations=20, transports=("modbus-tcp",), out=tmp_path)
+    c = start_city(config, clock=ManualClock(START))
+    real = c.all_devices()
+    c.stop()  # the district's own devices; the slow ones go in their place
+    c.running = True
+    slow = [Slow("a"), Slow("b", fail=True), Slow("c"), Slow("d")]
+    for d in slow:
+        d.start()
+    c.devices = {"S": {d.name: d for d in slow}}
+    c.stop()
+    assert sorted(entered) == ["a", "b", "c", "d"]
+    assert sorted(stopped) == ["a", "c", "d"]
+    assert not any(d.running for d in real)
