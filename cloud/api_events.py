@@ -227,7 +227,7 @@ def router(ctx: Any) -> APIRouter:
                 into=b.into,
             )
         )
-        return ev.to_json()  # type: ignore[no-any-return]
+        return ev.to_json()
 
     @r.get("/notifications")
     def notifications(

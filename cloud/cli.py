@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from protocols.errors import InputError
+
+if TYPE_CHECKING:  # the store is imported where a command needs it (a fast start-up)
+    from cloud.store import Store
 
 config_option = click.option(
     "--config",
@@ -62,7 +67,7 @@ def export(
     with _store(config) as store:
         export_readings(
             store,
-            click.get_text_stream("stdout"),
+            sys.stdout,  # click.get_text_stream is deprecated (Click 8.5) and gone in 9.0
             station=station,
             since=since,
             until=until,
@@ -110,7 +115,7 @@ def colocate(config: Path, station: str, reference: str, quantity: str, push: bo
     colocate_cli(config, station, reference, quantity, push)
 
 
-def _store(config: Path):  # type: ignore[no-untyped-def]
+def _store(config: Path) -> Store:
     from cloud.config import load_config
     from cloud.store import open_store
 

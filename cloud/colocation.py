@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any
+from typing import Any, Final, TypedDict
 
 import numpy as np
 
@@ -41,7 +41,21 @@ from cloud.store.types import Calibration, Station
 from protocols.errors import InputError
 from protocols.timefmt import to_iso
 
-TARGETS = {"slope": (0.65, 1.35), "intercept": (-5.0, 5.0), "r2": 0.70, "rmse": 7.0, "nrmse": 0.30}
+
+class Targets(TypedDict):
+    """Acceptance of a co-location fit: slope and intercept ranges, least R^2, and most
+    RMSE (absolute, ug/m3) or NRMSE (relative to the reference mean) — either suffices."""
+
+    slope: tuple[float, float]
+    intercept: tuple[float, float]
+    r2: float
+    rmse: float
+    nrmse: float
+
+
+TARGETS: Final[Targets] = {
+    "slope": (0.65, 1.35), "intercept": (-5.0, 5.0), "r2": 0.70, "rmse": 7.0, "nrmse": 0.30
+}
 REFERENCE_KINDS = ("reference", "high")
 CALIBRATED_KINDS = ("micro", "dust")
 
@@ -51,7 +65,7 @@ class ColocationError(InputError):
 
 
 def _lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    coef: np.ndarray = np.linalg.lstsq(x, y, rcond=None)[0]
     return coef
 
 

@@ -93,10 +93,9 @@ def _briggs(x: FloatArray, coeffs: tuple[float, float, float]) -> FloatArray:
     if d == 0.0 or e == 0.0:
         return s
     base = 1.0 + d * x
-    if e == -0.5:
-        return s / np.sqrt(base)
-    if e == 0.5:
-        return s * np.sqrt(base)
+    if e in (-0.5, 0.5):
+        root: FloatArray = np.sqrt(base)
+        return s / root if e == -0.5 else s * root
     if e == -1.0:
         return s / base
     return s * base**e
@@ -173,7 +172,8 @@ def _exp_bracket(
     a = zh * inv_sz2
     arg = (ys * ys / sy2 + (z * z + h * h) * inv_sz2) * dtype.type(-0.5)
     a2 = a * a
-    out = np.exp(arg) * (dtype.type(2.0) + a2 * (dtype.type(1.0) + a2 * dtype.type(1.0 / 12.0)))
+    series = dtype.type(2.0) + a2 * (dtype.type(1.0) + a2 * dtype.type(1.0 / 12.0))
+    out: FloatArray = np.exp(arg) * series
     exact = a > 0.3
     if zi is not None and zi > 0:
         exact |= sz > _LID_REACH * zi
@@ -230,7 +230,7 @@ def plume_kernel(
         sz = np.sqrt(sz * sz + dtype.type(sigma_z0_m**2))
     zz = z if np.ndim(z) == 0 else np.asarray(z, dtype=dtype).ravel()[idx]
     hh = h_m if np.ndim(h_m) == 0 else np.asarray(h_m, dtype=dtype).ravel()[idx]
-    conc = _exp_bracket(ys, sy2, zz, hh, sz, mixing_height_m, dtype)  # type: ignore[arg-type]
+    conc = _exp_bracket(ys, sy2, zz, hh, sz, mixing_height_m, dtype)
     conc *= dtype.type(1e6 / (2.0 * math.pi * max(float(u_ms), U_MIN_MS))) / (np.sqrt(sy2) * sz)
     out[idx] = conc
     return out
@@ -259,7 +259,7 @@ def unit_plume_dense(
     down: FloatArray,
     cross: FloatArray,
     z: FloatArray | float,
-    h: FloatArray | float,
+    h: FloatArray | float | np.floating[Any],
     *,
     u_ms: float,
     class_idx: int,

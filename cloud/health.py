@@ -63,8 +63,8 @@ class HealthJudge:
         streams = self.store.streams()
         last: dict[str, float] = {}
         by_station: dict[str, list[str]] = {}
-        for station, quantity, _unit, _ts, received in streams:
-            last[station] = max(last.get(station, 0.0), received)
+        for station, quantity, _unit, _ts, arrived in streams:
+            last[station] = max(last.get(station, 0.0), arrived)
             by_station.setdefault(station, []).append(quantity)
         drifting = self._drift(stations, now) if drift else {}
         out = []
@@ -110,8 +110,11 @@ class HealthJudge:
         if not self.domain.has_origin:
             return {}
         origin = self.fusion.origin
-        placed = [(st, station_xy(st, origin)) for st in stations if st.status == "confirmed"]
-        placed = [(st, xy) for st, xy in placed if xy is not None]
+        placed = [
+            (st, xy)
+            for st in stations
+            if st.status == "confirmed" and (xy := station_xy(st, origin)) is not None
+        ]
         end = math.floor(now / HOUR) * HOUR
         since = end - self.cfg.drift_hours * HOUR
         out: dict[str, list[str]] = {}

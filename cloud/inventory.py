@@ -68,7 +68,8 @@ class _Operator:
     def s(self, v: np.ndarray) -> np.ndarray:
         f = v.reshape(self.grid.ny, self.grid.nx)
         f = _ar1_apply(_ar1_apply(f, self.rho, 1, False), self.rho, 0, False)
-        return self.sd * f.ravel()
+        out: np.ndarray = self.sd * f.ravel()
+        return out
 
     def s_t(self, x: np.ndarray) -> np.ndarray:
         f = (self.sd * x).reshape(self.grid.ny, self.grid.nx)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -93,6 +94,20 @@ def _log_prior(grid: Grid, sites: Sequence[SiteRow], cfg: InversionConfig) -> np
     return lp
 
 
+@dataclass(frozen=True)
+class _Found:
+    """A source the search accepted: its cell, position (refined where configured), test
+    statistic, the shortlist it won, its column of responses and the profile it won with."""
+
+    cell: int
+    x: float
+    y: float
+    stat: float
+    short: np.ndarray
+    col: np.ndarray
+    profile: Profile
+
+
 class _Window:
     """The window's stacked data plus what is needed to add point-source columns."""
 
@@ -113,7 +128,11 @@ class _Window:
         self.hours = sorted(by_hour)
         self.mets = [mets[h] for h in self.hours]
         self.recs: list[np.ndarray] = []
-        blocks, ys, sig, xs, yy = [], [], [], [], []
+        blocks: list[np.ndarray] = []
+        ys: list[float] = []
+        sig: list[float] = []
+        xs: list[float] = []
+        yy: list[float] = []
         cx0, cy0 = 0.5 * (grid.x0 + grid.x1), 0.5 * (grid.y0 + grid.y1)
         for h, m in zip(self.hours, self.mets, strict=True):
             rows = sorted(by_hour[h], key=lambda r: r.station)
@@ -180,7 +199,8 @@ def _threshold(cfg: InversionConfig, n_cells: int) -> float:
 
 def _hourly_prediction(st: Stack, cols: np.ndarray, hourly: np.ndarray) -> np.ndarray:
     """The sources' prediction per row from their hourly rates (S, T)."""
-    return np.einsum("ns,sn->n", cols, hourly[:, st.hour_index()])
+    pred: np.ndarray = np.einsum("ns,sn->n", cols, hourly[:, st.hour_index()])
+    return pred
 
 
 def _shortlist(score: np.ndarray, k: int, grid: Grid, exclude: Sequence[int]) -> np.ndarray:
@@ -241,25 +261,25 @@ def _refine(win: _Window, cell: int, others: np.ndarray | None, q0: np.ndarray,
 
 
 def _locate(win: _Window, log_prior: np.ndarray, cfg: InversionConfig
-            ) -> tuple[list[dict[str, object]], Profile, np.ndarray | None]:
+            ) -> tuple[list[_Found], Profile, np.ndarray | None]:
     st, g, f, tau = win.stack, win.grid, cfg.model_error, cfg.rate_tau
     penalty = _threshold(cfg, st.n_cells)
-    found: list[dict[str, object]] = []
+    found: list[_Found] = []
     cols: np.ndarray | None = None
     cur = profile(st, None, None, f=f, tau=tau)
     if cfg.station_offset_ug_m3 > 0:
-        win.remove_offsets(cur.pred[0])
+        win.remove_offsets(cur.fitted())
         cur = profile(st, None, None, f=f, tau=tau)
     # stage-1 weights, fixed for the whole search: the observed excess over the background
     # stands in for the plume the model error scales with
-    excess = np.maximum(st.y - cur.pred[0], 0.0)
+    excess = np.maximum(st.y - cur.fitted(), 0.0)
     scanner = Scanner(st, 1.0 / (st.sigma**2 + (f * excess) ** 2), tau)
     surface = None
     for _ in range(cfg.max_sources):
         known = _hourly_prediction(st, cols, cur.hourly[0]) if cols is not None else 0.0
         dj, qhat = scanner.scores(st.y - known)
         score = 0.5 * dj + log_prior
-        chosen = [int(s["cell"]) for s in found]  # type: ignore[call-overload]
+        chosen = [s.cell for s in found]
         short = _shortlist(score, cfg.shortlist, g, chosen)
         if short.size == 0:
             break
@@ -280,8 +300,7 @@ def _locate(win: _Window, log_prior: np.ndarray, cfg: InversionConfig
         col = st.columns(np.array([cell]))[:, 0]
         if cfg.refine:
             cell, px, py, col = _refine(win, cell, cols, prof.rates[b], log_prior)
-        found.append({"cell": cell, "x": px, "y": py, "stat": stat, "short": short,
-                      "col": col, "profile": prof})
+        found.append(_Found(cell, px, py, stat, short, col, prof))
         cols = _with(cols, col)
         cur = profile(st, None, cols, f=f, tau=tau, q0=prof.rates[b][None, :])
     if found and cfg.station_offset_ug_m3 > 0:
@@ -289,12 +308,12 @@ def _locate(win: _Window, log_prior: np.ndarray, cfg: InversionConfig
         # crosses in several hours had part of the plume taken off as its offset (rates
         # came out ~10 % low): take them again against the fit with the sources found
         # and refit the rates (positions and the detection are left as they are)
-        win.remove_offsets(cur.pred[0])
+        win.remove_offsets(cur.fitted())
         cur = profile(st, None, cols, f=f, tau=tau, q0=cur.rates[0][None, :])
     return found, cur, surface
 
 
-def _confidence(win: _Window, found: list[dict[str, object]], cols: np.ndarray,
+def _confidence(win: _Window, found: list[_Found], cols: np.ndarray,
                 final: Profile, log_prior: np.ndarray, cfg: InversionConfig
                 ) -> list[tuple[float, float]]:
     """(confidence, rate sigma) per source: its posterior over its shortlist, others fixed."""
@@ -302,11 +321,11 @@ def _confidence(win: _Window, found: list[dict[str, object]], cols: np.ndarray,
     out = []
     s2 = _scaled(final, st.n)
     for i, src in enumerate(found):
-        cell = int(src["cell"])  # type: ignore[call-overload]
+        cell = src.cell
         if len(found) == 1:  # alone, its search already weighed these cells, nothing fixed
-            cells, prof = src["short"], src["profile"]  # type: ignore[assignment]
+            cells, prof = src.short, src.profile
         else:
-            cells = np.unique(np.concatenate([src["short"], g.neighbours(cell, 1)]))  # type: ignore[list-item]
+            cells = np.unique(np.concatenate([src.short, g.neighbours(cell, 1)]))
             others = np.delete(cols, i, axis=1)
             q_others = np.delete(final.rates[0], i)
             q0 = np.hstack([np.broadcast_to(q_others, (cells.size, q_others.size)),
@@ -364,22 +383,21 @@ def invert(
     sources: list[FoundSource] = []
     model = None
     if found:
-        cols = np.column_stack([s["col"] for s in found])  # type: ignore[misc]
+        cols = np.column_stack([s.col for s in found])
         model = _hourly_prediction(st, cols, final.hourly[0])
         conf = _confidence(win, found, cols, final, log_prior, cfg)
         cx, cy = grid.centres()
         for i, (s, (c, qs)) in enumerate(zip(found, conf, strict=True)):
-            cell = int(s["cell"])  # type: ignore[call-overload]
+            cell = s.cell
             ci, cj = cell % grid.nx, cell // grid.nx
             sources.append(FoundSource(
                 x_m=float(cx[cell]), y_m=float(cy[cell]), rate_g_s=float(final.rates[0][i]),
                 rate_sigma_g_s=qs, confidence=c,
-                site=_tie(float(s["x"]), float(s["y"]), sites, cfg),  # type: ignore[arg-type]
-                cell=cell, x_refined_m=float(s["x"]), y_refined_m=float(s["y"]),  # type: ignore[arg-type]
-                significance=float(s["stat"]),  # type: ignore[arg-type]
+                site=_tie(s.x, s.y, sites, cfg),
+                cell=cell, x_refined_m=s.x, y_refined_m=s.y, significance=s.stat,
                 edge=ci in (0, grid.nx - 1) or cj in (0, grid.ny - 1)))
         sources.sort(key=lambda s: -s.rate_g_s)
-    pred = final.pred[0]
+    pred = final.fitted()
     rms = float(np.sqrt(np.mean((st.y - pred) ** 2)))
     bg_hours = final.background[0]
     inventory = None

@@ -19,6 +19,7 @@ import hashlib
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -106,7 +107,7 @@ def point_responses(
     terrain: str,
     sigma_y0_m: float = 0.0,
     sigma_z0_m: float = 0.0,
-    dtype: type = F32,
+    dtype: type[np.floating[Any]] = F32,
 ) -> np.ndarray:
     """(n_receptors, n_sources) unit-rate concentrations for point/volume sources."""
     to = math.radians(met.wind_dir_deg + 180.0)

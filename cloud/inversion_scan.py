@@ -31,6 +31,7 @@ refits each shortlisted cell exactly, the error model reweighted iteratively.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,7 +141,8 @@ class Scanner:
         st, a, w = self.st, self.a, self.w
         ay = _hour_sums(st, (w[:, None] * a * y[:, None]).T).T  # (T, p)
         beta = np.einsum("tpq,tq->tp", self.minv, ay)
-        return y - np.einsum("np,np->n", a, beta[self.hours])
+        res: np.ndarray = y - np.einsum("np,np->n", a, beta[self.hours])
+        return res
 
     def scores(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(score, window-mean rate) of a new source in every cell, for data ``y`` (the
@@ -171,6 +173,13 @@ class Profile:
     gradient: np.ndarray  # (K, T, 2) hourly gradient, ug/m3 per km east and north
     pred: np.ndarray | None  # (1, n) fitted values (for a single hypothesis only)
     params: int  # number of fitted parameters
+
+    def fitted(self) -> np.ndarray:
+        """The fitted values (n,) of a single-hypothesis profile (``cand=None``)."""
+        if self.pred is None:
+            raise ValueError("a profile of several hypotheses keeps no fitted values")
+        row: np.ndarray = self.pred[0]
+        return row
 
 
 def profile(
@@ -214,7 +223,9 @@ def profile(
     # the unreached rows: fixed weights 1 / sigma^2
     wp = 1.0 / st.sigma[pas] ** 2
     ap, yp = a_all[pas], st.y[pas]
-    pas_sum = lambda v: _hour_sums_rows(st, pas, v)  # noqa: E731
+    def pas_sum(v: np.ndarray) -> np.ndarray:
+        return _hour_sums_rows(st, pas, v)
+
     aa_p = pas_sum(wp[:, None, None] * ap[:, :, None] * ap[:, None, :])  # (T, p, p)
     ay_p = pas_sum(wp[:, None] * ap * yp[:, None])  # (T, p)
     yy_p = pas_sum(wp * yp * yp)  # (T,)
@@ -258,7 +269,7 @@ def profile(
         proj = np.einsum("ktps,ktpq->ktqs", ah_t, minv)  # Minv A'Wh: (K, T, p, S)
         hph = hh.transpose(0, 3, 1, 2) - np.einsum("ktps,ktpr->ktsr", proj, ah_t)
         hpy = hy.transpose(0, 2, 1) - np.einsum("ktps,ktp->kts", proj, ay.transpose(0, 2, 1))
-        gram = np.zeros((n_k, n_s, n_t, n_s, n_t))
+        gram: np.ndarray = np.zeros((n_k, n_s, n_t, n_s, n_t))
         idx = np.arange(n_t)
         gram[:, :, idx, :, idx] = hph.transpose(1, 0, 2, 3)  # block-diagonal in hours
         sc2 = np.maximum(tau * qbar, 1e-6) ** 2  # (K, S)
@@ -310,14 +321,15 @@ def _hour_sums_rows(st: Stack, rows: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _hourly_information(h: np.ndarray, w: np.ndarray, wa: np.ndarray, minv: np.ndarray,
-                        hsum: object) -> np.ndarray:
+                        hsum: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Each hour's information on each source's rate, the hour's nuisance projected out."""
     wh = w[:, None, :] * h
-    hh = hsum(wh * h)  # type: ignore[operator]  # (K, S, T)
-    ah = hsum(wa[:, :, None, :] * h[:, None, :, :])  # type: ignore[operator]  # (K, p, S, T)
+    hh = hsum(wh * h)  # (K, S, T)
+    ah = hsum(wa[:, :, None, :] * h[:, None, :, :])  # (K, p, S, T)
     ah_t = ah.transpose(0, 3, 1, 2)  # (K, T, p, S)
     quad = np.einsum("ktps,ktpq,ktqs->kst", ah_t, minv, ah_t)
-    return np.maximum(hh - quad, 0.0)
+    info: np.ndarray = np.maximum(hh - quad, 0.0)
+    return info
 
 
 def _rate_variance(info: np.ndarray, sc2: np.ndarray, n_t: int) -> np.ndarray:

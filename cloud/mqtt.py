@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -92,7 +93,7 @@ class MqttClient:
         self._refused: str | None = None
         self.client_id = client_id or cfg.client_id
         c = paho.Client(
-            paho.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=paho.MQTTv5 if cfg.protocol == "5" else paho.MQTTv311,
             clean_session=None if cfg.protocol == "5" else not persistent,
@@ -123,7 +124,8 @@ class MqttClient:
         persistent = self.persistent
         try:
             if self.cfg.protocol == "5":
-                props = Properties(PacketTypes.CONNECT)
+                # paho's Properties.__init__ has no annotations (paho-mqtt 2.2)
+                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 props.SessionExpiryInterval = self.cfg.session_expiry_s if persistent else 0
                 props.ReceiveMaximum = self.cfg.receive_max
                 self._client.connect_async(

@@ -96,8 +96,8 @@ class OrderDesk:
                     if act != cfg.spray_actuator and ev.site not in cfg.spray:
                         continue
                     found = True
-                    args = {"actuator": act, "state": "on", "duration_s": cfg.spray_duration_s}
-                    sent += self._send(ev, station, "actuate", args, "spray", now)
+                    spray = {"actuator": act, "state": "on", "duration_s": cfg.spray_duration_s}
+                    sent += self._send(ev, station, "actuate", spray, "spray", now)
             if not found:
                 self.db.note(
                     ev.id,

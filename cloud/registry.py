@@ -27,7 +27,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from cloud.config import DomainConfig
 from cloud.store import Store
@@ -47,6 +47,19 @@ class Imported:
         return Imported(
             *(a + b for a, b in zip(asdict(self).values(), asdict(other).values(), strict=True))
         )
+
+
+class _StationFields(TypedDict):
+    """What an imported record sets on a station (the rest it keeps)."""
+
+    kind: str
+    status: str
+    name: str | None
+    lat: float | None
+    lon: float | None
+    inlet_height_m: float | None
+    hj212_mn: str | None
+    hj212_pw: str | None
 
 
 def _opt_float(value: Any, where: str) -> float | None:
@@ -135,7 +148,7 @@ class Registry:
             raise InputError(f"{where}: a station needs an id (column station or id)")
         lat, lon = self._latlon(rec, where)
         existing = self.store.get_station(sid)
-        fields = {
+        fields: _StationFields = {
             "kind": _opt_text(rec.get("kind")) or (existing.kind if existing else "other"),
             "status": _opt_text(rec.get("status")) or status,
             "name": _opt_text(rec.get("name")),
@@ -234,10 +247,10 @@ class Registry:
                 )
             )
         for site_id, persons in by_site.items():
-            site = self.store.get_site(site_id)
-            if site is None:
+            stored = self.store.get_site(site_id)
+            if stored is None:
                 raise InputError(f"persons for unknown site {site_id!r}: import the sites first")
-            self.store.put_site(replace(site, persons=tuple(persons)))
+            self.store.put_site(replace(stored, persons=tuple(persons)))
         return Imported(persons=sum(len(p) for p in by_site.values()))
 
     def import_geojson(self, text: str, source: str) -> Imported:

@@ -234,9 +234,9 @@ class Router:
                 if not matches_all(rule.target, a.labels):
                     continue
                 key = tuple(a.labels.get(k, "") for k in rule.equal)
-                src = next((x for x in by.get(key, ()) if x.fingerprint != a.fingerprint), None)
-                if src is not None:
-                    why = f"inhibited:{src.fingerprint}"
+                hit = next((x for x in by.get(key, ()) if x.fingerprint != a.fingerprint), None)
+                if hit is not None:
+                    why = f"inhibited:{hit.fingerprint}"
             if why is not None:
                 out[a.fingerprint] = why
         return out
@@ -334,8 +334,10 @@ def parse_route(t: Table, parent: Route | None = None, path: str = "root") -> Ro
         receiver=receiver,
         matchers=matchers,
         group_by=tuple(group_by) if group_by is not None else (parent.group_by if parent else ()),
+        group_wait=timers["group_wait"],
+        group_interval=timers["group_interval"],
+        repeat_interval=timers["repeat_interval"],
         continue_=t.flag("continue", False),
-        **timers,
     )
     if parent is None and route.continue_:
         raise t.error("continue", "the root route cannot continue")

@@ -293,7 +293,7 @@ class Service:
         e.g. the alerts). ``cloud.hourly.make_part(service)``, when it exists, wins. Until the
         module lands, ``[inversion] enabled = true`` only warns."""
         try:
-            from cloud import hourly  # type: ignore[attr-defined]
+            from cloud import hourly
         except ImportError:
             log.warning("inversion: enabled in the config but cloud.hourly is not in this build")
             return None
@@ -328,12 +328,12 @@ class Service:
         """HOOK (alerts): ``cloud/alerts.py`` exposes ``make_part(service) -> Part`` (it gets
         the store, the config's ``part_table("alerts")``, ``commander`` and ``clock``)."""
         try:
-            from cloud import alerts  # type: ignore[attr-defined]
+            from cloud import alerts
         except ImportError:
             log.warning("alerts: enabled in the config but cloud.alerts is not in this build")
             return None
         factory = getattr(alerts, "make_part", None)
-        return None if factory is None else factory(self)  # type: ignore[no-any-return]
+        return None if factory is None else factory(self)
 
     # -- lifecycle --------------------------------------------------------------------
     def _build(self) -> list[Part]:

@@ -155,8 +155,9 @@ class City:
         """One line per sensor: station, kind, sensor, transport, address, unit."""
         lines = []
         for s in self.stations:
-            for e in (*s.sensors, *s.actuators):
-                unit = f" unit {e.unit_id}" if getattr(e, "unit_id", None) else ""
+            entries: tuple[SensorEntry | ActuatorEntry, ...] = (*s.sensors, *s.actuators)
+            for e in entries:
+                unit = f" unit {e.unit_id}" if e.unit_id else ""
                 lines.append(f"{s.id} {s.kind} {e.name} {e.transport} {e.address}{unit}")
             lines.append(f"{s.id} config {s.config_path}")
         if self.clock_spec:
@@ -319,7 +320,7 @@ class _Planner:
 
     def _serial(self, plan: _Plan, ws: WorldStation, pms: bool, options: dict[str, Any]) -> None:
         key, profile = ("pms", "pms5003") if pms else ("sds", "sds011")
-        cls: type[Device] = Pms5003Sensor if pms else Sds011Sensor
+        cls: type[Pms5003Sensor | Sds011Sensor] = Pms5003Sensor if pms else Sds011Sensor
         plan.devices[key] = cls(
             pty_backend=self.config.pty_backend, name=f"{ws.id}/{key}", **options
         )

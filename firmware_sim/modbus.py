@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
@@ -51,7 +51,7 @@ if _pymodbus_log.level == logging.NOTSET:
 TRANSPORTS = {"tcp": "modbus-tcp", "rtu": "modbus-rtu"}
 
 
-class BusContext(ModbusServerContext):  # type: ignore[misc]
+class BusContext(ModbusServerContext):
     """The datastore pymodbus's server asks: each request goes to the addressed
     ``ModbusUnit``, which decides whether and when it answers and computes its registers."""
 
@@ -139,7 +139,7 @@ class ModbusDevice(Device):
         self.baudrate = baudrate
         self.units: dict[int, ModbusUnit] = {}
         for uid, m in units.items():
-            src = source.get(uid) if _per_unit(source) else source  # type: ignore[union-attr]
+            src = _unit_source(source, uid)
             unit = ModbusUnit(m, uid, source=src, clock=self.clock, seed=seed * 1000 + uid)
             unit.on_readdress = self._readdress
             self.units[uid] = unit
@@ -261,9 +261,12 @@ class ModbusDevice(Device):
         return unit.faults.frame(packet, corrupt)
 
 
-def _per_unit(source: object) -> bool:
+def _unit_source(source: SourceLike | Mapping[int, SourceLike], unit_id: int) -> SourceLike:
     """A mapping keyed by unit id gives each unit its own source (string keys: values)."""
-    return isinstance(source, Mapping) and all(isinstance(k, int) for k in source)
+    if isinstance(source, Mapping) and all(isinstance(k, int) for k in source):
+        return cast("Mapping[int, SourceLike]", source).get(unit_id)
+    # the keys are not unit ids: one source (or none) for every unit
+    return cast("SourceLike", source)
 
 
 def _garble_mbap(frame: bytes) -> bytes:

@@ -102,7 +102,7 @@ def daylight_lux(t: float, *, utc_offset_h: float = 8.0) -> float:
     hour = ((t / 3600.0) + utc_offset_h) % 24.0
     if not 6.0 <= hour <= 18.0:
         return 0.0
-    return round(100_000.0 * math.sin(math.pi * (hour - 6.0) / 12.0) ** 1.5)
+    return round(100_000.0 * math.pow(math.sin(math.pi * (hour - 6.0) / 12.0), 1.5))
 
 
 def _reg(

@@ -21,6 +21,7 @@ mass). The ``pms5003t`` variant also carries temperature and humidity.
 from __future__ import annotations
 
 import asyncio
+from typing import TypedDict
 
 from firmware_sim.clock import Clock
 from firmware_sim.loop import SimLoop
@@ -29,6 +30,25 @@ from firmware_sim.sources import SourceLike
 from protocols import pms5003 as codec
 
 __all__ = ["Pms5003Sensor"]
+
+
+class _Fields(TypedDict, total=False):
+    """The measurement fields of ``codec.build_frame`` a frame sets (the rest default)."""
+
+    pm1: float
+    pm25: float
+    pm10: float
+    pm1_cf1: float
+    pm25_cf1: float
+    pm10_cf1: float
+    n0_3: float
+    n0_5: float
+    n1_0: float
+    n2_5: float
+    n5_0: float
+    n10: float
+    temp: float
+    rh: float
 
 STABLE_S = 2.3
 FAST_S = (0.2, 0.8)
@@ -97,7 +117,7 @@ class Pms5003Sensor(SerialSensor[codec.Command]):
         """The data frame the sensor would send at ``t`` (now by default)."""
         t = self.clock.now() if t is None else t
         pm1, pm25, pm10 = (max(0.0, min(self.reading(q, t), 9999.0)) for q in _PM)
-        fields: dict[str, float] = {
+        fields: _Fields = {
             "pm1": pm1,
             "pm25": pm25,
             "pm10": pm10,

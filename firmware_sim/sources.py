@@ -106,7 +106,7 @@ class Values:
     def __init__(self, source: ValueSource | Mapping[str, float] | None = None) -> None:
         self._lock = threading.Lock()
         self._overrides: dict[str, float] = {}
-        self.source = source  # type: ignore[assignment]
+        self.source = source
 
     @property
     def source(self) -> ValueSource:

@@ -22,9 +22,10 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy.special import erf
 
-Array = np.ndarray
+Array = NDArray[np.float64]
 U_FLOOR_MS = 0.5
 SIGMA_SETS = ("briggs-urban", "briggs-rural", "pg-martin")
 CLASSES = "ABCDEF"
@@ -101,7 +102,9 @@ def sigma_yz(x_m: Array, stability: str, sigma_set: str) -> tuple[Array, Array]:
 
 def _reflections(z: Array, h: Array | float, sz: Array, lid: float) -> Array:
     """Ground image always; mixing-lid images (two orders) and the well-mixed limit."""
-    g = lambda d: np.exp(-0.5 * (d / sz) ** 2)  # noqa: E731 - a local shorthand
+    def g(d: Array) -> Array:
+        return np.exp(-0.5 * (d / sz) ** 2)
+
     total = g(z - h) + g(z + h)
     if float(np.max(sz)) < 0.25 * lid:  # the nearest image is exp(-32) away or further
         return total

@@ -120,10 +120,12 @@ def profile_factor(profile: str, solar_hour: np.ndarray) -> np.ndarray:
         return 0.2 + 0.8 * ramp
     if profile == "meals":
         peaks = np.exp(-0.5 * ((h - 12.0) / 1.0) ** 2) + np.exp(-0.5 * ((h - 18.5) / 1.2) ** 2)
-        return 0.15 + 0.85 * np.clip(peaks, 0.0, 1.0)
+        meals: np.ndarray = 0.15 + 0.85 * np.clip(peaks, 0.0, 1.0)
+        return meals
     if profile == "traffic":
         peaks = np.exp(-0.5 * ((h - 8.0) / 1.3) ** 2) + np.exp(-0.5 * ((h - 18.0) / 1.5) ** 2)
-        return 0.3 + 0.7 * np.clip(peaks, 0.0, 1.0)
+        traffic: np.ndarray = 0.3 + 0.7 * np.clip(peaks, 0.0, 1.0)
+        return traffic
     return np.ones_like(h)
 
 
@@ -377,7 +379,8 @@ class World:
     def _local(self, minutes: np.ndarray) -> np.ndarray:
         t = np.asarray(minutes, dtype=float) * 60.0 + 30.0
         shape = profile_factor("traffic", self.weather.solar_hour(t))
-        return shape[:, None] * self._local_amp[None, :]
+        out: np.ndarray = shape[:, None] * self._local_amp[None, :]
+        return out
 
     def _fields(self, minutes: np.ndarray, quantity: str) -> np.ndarray:
         """True values of a quantity at every station for each minute: (len, n_stations)."""

@@ -70,7 +70,8 @@ def normals(base: int, idx: Array | int) -> Array:
     """Standard normal numbers, one per integer index (Box-Muller on two hashed uniforms)."""
     u1 = uniforms(base, idx)
     u2 = uniforms(key(base, "second"), idx)
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2)
+    out: Array = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2)
+    return out
 
 
 class Wave:
@@ -84,7 +85,8 @@ class Wave:
 
     def __call__(self, t: Array | float) -> Array:
         tt = np.asarray(t, dtype=float)[..., None]
-        return self.amp * np.sum(np.sin(tt * self.omega + self.phase), axis=-1)
+        out: Array = self.amp * np.sum(np.sin(tt * self.omega + self.phase), axis=-1)
+        return out
 
 
 def solar_elevation(t: Array | float, lat: float, lon: float) -> Array:
@@ -216,4 +218,5 @@ class Weather:
         if self.fixed:
             return np.full(tt.shape, self.fixed.mixing_height_m)
         elev = solar_elevation(tt, self.lat, self.lon)
-        return 300.0 + 1300.0 * np.clip(np.sin(np.radians(elev)), 0.0, 1.0)
+        out: Array = 300.0 + 1300.0 * np.clip(np.sin(np.radians(elev)), 0.0, 1.0)
+        return out

@@ -181,9 +181,9 @@ def build_layout(
         building.sort(key=lambda s: (s[0] not in emitting, emitting.index(s[0])
                                      if s[0] in emitting else 0))
         rest = building[len([b for b in building if b[0] in emitting]):]
-        order = [building[i] for i in range(len(building) - len(rest))]
-        order += [rest[i] for i in rng.permutation(len(rest))]
-        for i, (_, _, sx, sy, _) in enumerate(order[: max(0, n_total - n_grid)]):
+        monitored = [building[i] for i in range(len(building) - len(rest))]
+        monitored += [rest[i] for i in rng.permutation(len(rest))]
+        for i, (_, _, sx, sy, _) in enumerate(monitored[: max(0, n_total - n_grid)]):
             ang, r = rng.uniform(0, 2 * math.pi), rng.uniform(40.0, 80.0)
             spots.append(StationSpot(
                 f"GX-D-{i + 1:03d}", "dust",

@@ -72,7 +72,8 @@ class _Ctx:
         return self._plumes
 
     def added(self, quantity: str) -> np.ndarray:
-        return self.plumes() @ _source_factors(self.world, quantity)
+        out: np.ndarray = self.plumes() @ _source_factors(self.world, quantity)
+        return out
 
     def wave(self, quantity: str) -> np.ndarray:
         return _wave(self.world, quantity)(self.t)[:, None] * self.ones
@@ -82,8 +83,9 @@ class _Ctx:
 
 
 def _particulate(c: _Ctx, q: str) -> np.ndarray:
-    return (_BG[q] * c.world._background(c.minutes) + _LOCAL[q] * c.world._local(c.minutes)
-            + c.added(q))
+    out: np.ndarray = (_BG[q] * c.world._background(c.minutes)
+                       + _LOCAL[q] * c.world._local(c.minutes) + c.added(q))
+    return out
 
 
 def _wind(c: _Ctx, q: str) -> np.ndarray:
@@ -91,14 +93,17 @@ def _wind(c: _Ctx, q: str) -> np.ndarray:
     if q == "wind_dir":
         return c.row(direction)
     profile = np.log(np.maximum(c.z, 1.0) / 0.5) / math.log(10.0 / 0.5)
-    return speed[:, None] * profile[None, :]
+    out: np.ndarray = speed[:, None] * profile[None, :]
+    return out
 
 
 def _noise(c: _Ctx, q: str) -> np.ndarray:
     day = np.clip(np.sin(math.pi * (c.solar - 6.0) / 16.0), 0.0, 1.0)
     dust = np.array([1.0 if s.kind == "dust" else 0.0 for s in c.world.stations])
     works = np.clip(np.minimum(c.solar - 6.5, 19.5 - c.solar), 0.0, 1.0)
-    return c.row(48.0 + 8.0 * day + 4.0 * _rush(c.solar)) + 12.0 * works[:, None] * dust
+    out: np.ndarray = (c.row(48.0 + 8.0 * day + 4.0 * _rush(c.solar))
+                       + 12.0 * works[:, None] * dust)
+    return out
 
 
 def _ozone(c: _Ctx, q: str) -> np.ndarray:

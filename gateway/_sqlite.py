@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import sys
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+__all__ = ["Database", "sqlite_utils"]
 
 
 def _load() -> ModuleType:
@@ -29,5 +32,8 @@ def _load() -> ModuleType:
     return sqlite_utils
 
 
-sqlite_utils = _load()
+if TYPE_CHECKING:  # the checker sees the real module (and its types)
+    import sqlite_utils
+else:
+    sqlite_utils = _load()
 Database = sqlite_utils.Database

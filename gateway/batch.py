@@ -28,7 +28,10 @@ def _js(value: str) -> str:
     return text
 
 
-Row = tuple[int, float, str | None, str, str, float | None, float | None, str, str | None, int]
+#: ``cal`` is an int from the outbox; a string (as ``Record.cal`` allows) is encoded as one.
+Row = tuple[
+    int, float, str | None, str, str, float | None, float | None, str, str | None, int | str
+]
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class Batch:
             text += '"t":' + fr(round(ts - bt, 3)) + ","
             if raw is not None:
                 text += '"raw":' + fr(raw) + ","
-            c = str(cal) if type(cal) is int else _js(cal)
+            c = str(cal) if isinstance(cal, int) else _js(cal)
             text += f'"q":{_js(flag)},"cal":{c},"id":{rid}'
             if sensor is not None:
                 text += ',"sensor":' + _js(sensor)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
+
+if TYPE_CHECKING:  # imported where a command needs it (a fast start-up)
+    from gateway.calibration import CalSet
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 config_option = click.option(
     "--config",
@@ -86,13 +92,13 @@ def calibrate() -> None:
     Readings taken during a zero or span session are flagged C."""
 
 
-def _target(f):  # type: ignore[no-untyped-def]
+def _target(f: F) -> F:
     f = click.option("--quantity", "-q", required=True, help="Quantity, e.g. pm25 or no2.")(f)
     f = click.option("--sensor", "-s", required=True, help="Sensor name from the config.")(f)
     return config_option(f)
 
 
-def _session(f):  # type: ignore[no-untyped-def]
+def _session(f: F) -> F:
     f = click.option(
         "--settle",
         "settle_s",
@@ -111,7 +117,7 @@ def _session(f):  # type: ignore[no-untyped-def]
     )(f)
 
 
-def _print_set(cs) -> None:  # type: ignore[no-untyped-def]
+def _print_set(cs: CalSet) -> None:
     click.echo(
         f"{cs.sensor}/{cs.quantity} v{cs.version} stored: {cs.kind} {cs.describe()} [{cs.source}]"
     )

@@ -41,7 +41,7 @@ class LiveView:
         now = self._clock.now()
         with self._lock:
             latest = dict(self.latest)
-        rows = []
+        rows: list[tuple[str, ...]] = []
         for sensor in self.config.sensors:
             if not sensor.enabled:
                 continue

@@ -227,7 +227,15 @@ def check(
 
 
 # A zero or span point: what it adds to the fit statistics, and the coefficients it sets.
-Point = tuple[dict[str, float], dict[str, float]]
+class Coefficients(TypedDict, total=False):
+    """The coefficients a zero or span point sets (a zero only the offset)."""
+
+    slope: float
+    offset: float
+
+
+#: (what the point adds to the fit record, the coefficients it sets)
+Point = tuple[dict[str, float], Coefficients]
 
 
 def _zero_point(base: CalSet, mean: float, reference: float) -> Point:

@@ -230,7 +230,7 @@ class Outbox:
         except sqlite3.Error as exc:
             raise _err(self.path, f"cannot store {len(rows)} readings", exc) from None
         self.next_id = first + len(rows)
-        self._tail.extend(rows)  # type: ignore[arg-type]
+        self._tail.extend(rows)
         if len(self._tail) > TAIL_ROWS:
             del self._tail[: len(self._tail) - TAIL_ROWS]
         return range(first, self.next_id)

@@ -22,7 +22,7 @@ from gateway.errors import DeviceError
 from gateway.model import Sample
 from gateway.profiles import Profile, load_profile
 from protocols.errors import InputError
-from protocols.registers import RegisterError, decode
+from protocols.registers import Block, RegisterError, decode
 
 __all__ = ["ProbeResult", "RawRead", "parse_raw", "probe", "render", "target"]
 
@@ -175,7 +175,9 @@ def probe(
 def _probe_modbus(driver: ModbusDriver, raw: list[tuple[int, int, int]]) -> ProbeResult:
     sensor, link = driver.sensor, driver.link
     reads: list[RawRead] = []
-    requests = [(b.function, b.address, b.count, b) for b in driver.blocks]
+    requests: list[tuple[int, int, int, Block | None]] = [
+        (b.function, b.address, b.count, b) for b in driver.blocks
+    ]
     requests += [(fc, a, n, None) for fc, a, n in raw]
     for fc, address, count, block in requests:
         try:
@@ -187,13 +189,14 @@ def _probe_modbus(driver: ModbusDriver, raw: list[tuple[int, int, int]]) -> Prob
             reads.append(RawRead(fc, address, count, None, exc.message))
             continue
         mapped = []
-        for spec in block.specs if block is not None else ():
-            part = block.extract(words, spec)
-            try:
-                value, problem = decode(part, spec), None
-            except RegisterError as exc:
-                value, problem = None, str(exc)
-            mapped.append((spec.quantity, spec.type, tuple(part), value, spec.unit, problem))
+        if block is not None:  # a raw read (--raw) maps nothing
+            for spec in block.specs:
+                part = block.extract(words, spec)
+                try:
+                    value, problem = decode(part, spec), None
+                except RegisterError as exc:
+                    value, problem = None, str(exc)
+                mapped.append((spec.quantity, spec.type, tuple(part), value, spec.unit, problem))
         reads.append(RawRead(fc, address, count, tuple(words), None, tuple(mapped)))
     return ProbeResult(sensor, driver.profile, tuple(reads))
 

@@ -10,6 +10,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+_HOST = "127.0.0.1"
 
 class Inbox:
     """``start()``, then ``url``; ``messages`` holds what came, each with ``signed_ok``."""
@@ -42,14 +43,13 @@ class Inbox:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((_HOST, 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="demo-inbox",
                                         daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{_HOST}:{self._server.server_port}"
 
     def start(self) -> None:
         self._thread.start()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cloud.store.sql import conditions, where_clause
 from cloud.store.types import (
@@ -28,6 +28,8 @@ from protocols.errors import InputError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    _T = TypeVar("_T")
 
 _STATION_COLS = (
     "id, kind, status, name, lat, lon, inlet_height_m, gateway, sensors, hj212_mn, hj212_pw, "
@@ -50,7 +52,7 @@ class NotFound(InputError):
 class CatalogMixin:
     if TYPE_CHECKING:  # provided by SqlStore
 
-        def _write(self, work: Callable[[Any], Any]) -> Any: ...
+        def _write(self, work: Callable[[Any], _T]) -> _T: ...
         def _exec(self, cur: Any, sql: str, params: Sequence[Any] = ()) -> Any: ...
         def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
         def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None: ...

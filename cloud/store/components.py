@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from cloud.store.migrations import component_migrations
 from protocols.errors import AirtraceError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    _T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ class ComponentsMixin:
         kind: str
         tokens: ClassVar[dict[str, str]]
 
-        def _write(self, work: Callable[[Any], Any]) -> Any: ...
+        def _write(self, work: Callable[[Any], _T]) -> _T: ...
         def _exec(self, cur: Any, sql: str, params: Sequence[Any] = ()) -> Any: ...
         def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None: ...
 

@@ -17,13 +17,15 @@ database. A mixin of ``SqlStore``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cloud.store.sql import conditions, where_clause
 from cloud.store.types import Custody, Gap
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    _T = TypeVar("_T")
 
 _CUSTODY_COLS = "station, epoch, upto, floor, lost, stored, received, updated"
 _WALK_CHUNK = 10_000
@@ -34,7 +36,7 @@ class CustodyMixin:
         greatest: str
         for_update: str
 
-        def _write(self, work: Callable[[Any], Any]) -> Any: ...
+        def _write(self, work: Callable[[Any], _T]) -> _T: ...
         def _exec(self, cur: Any, sql: str, params: Sequence[Any] = ()) -> Any: ...
         def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 

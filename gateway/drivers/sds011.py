@@ -7,7 +7,7 @@ commands (``AA C5``) are skipped; only measurement frames count.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from gateway.drivers.serialport import SerialSensorDriver
 from protocols import sds011
@@ -20,7 +20,7 @@ class Sds011Driver(SerialSensorDriver):
         return sds011.Sds011Stream()
 
     def setup_commands(self) -> list[bytes]:
-        mode = "query" if self.sensor.mode == "query" else "active"
+        mode: Literal["active", "query"] = "query" if self.sensor.mode == "query" else "active"
         return [sds011.cmd_work(), sds011.cmd_set_reporting_mode(mode)]
 
     def request_command(self) -> bytes:
