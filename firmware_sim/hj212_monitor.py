@@ -287,13 +287,18 @@ class Hj212Monitor(Device):
         while True:
             now = self.clock.now()
             quiet = self.faults.dead or self.faults.down
-            while now >= next_min:  # every window that ended, even after a jump in time
+            # every window that ended, even after a jump in time; a window without samples
+            # is computed from readings spread over it (costly): the loop's other devices,
+            # and a stop, get their turn between two of them
+            while now >= next_min:
                 if not quiet:
                     self._enqueue(self._build("2051", next_min, next_min - minute))
+                    await asyncio.sleep(0)
                 next_min += minute
             while now >= next_hour:
                 if not quiet:
                     self._enqueue(self._build("2061", next_hour, next_hour - 3600.0))
+                    await asyncio.sleep(0)
                 next_hour += 3600.0
             if now >= next_sample:
                 if not quiet:
