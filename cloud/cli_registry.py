@@ -103,9 +103,8 @@ def confirm(config: Path, station: str) -> None:
 @click.option(
     "--kind",
     type=click.Choice(["reference", "micro", "dust", "met", "high", "other"]),
-    default="other",
-    show_default=True,
-    help="Station kind.",
+    default=None,
+    help="Station kind (a new station without one: other).",
 )
 @click.option("--lat", type=float, help="Latitude, degrees.")
 @click.option("--lon", type=float, help="Longitude, degrees.")
@@ -116,7 +115,7 @@ def confirm(config: Path, station: str) -> None:
 def add(
     config: Path,
     station: str,
-    kind: str,
+    kind: str | None,
     lat: float | None,
     lon: float | None,
     inlet_height: float | None,
@@ -124,11 +123,10 @@ def add(
     mn: str | None,
     pw: str | None,
 ) -> None:
-    """Add or update a station (confirmed)."""
+    """Add or update a station (confirmed); an option left out keeps its value."""
     store, reg = _open(config)
     with store:
-        rec = {
-            "station": station,
+        given = {
             "kind": kind,
             "lat": lat,
             "lon": lon,
@@ -137,6 +135,9 @@ def add(
             "hj212_mn": mn,
             "hj212_pw": pw,
         }
+        # an option not given keeps what the station has (updating its name must not
+        # unpair its HJ 212 logger)
+        rec = {"station": station, **{k: v for k, v in given.items() if v is not None}}
         st = reg.station_from(rec, f"station {station}")
         store.put_station(st)
         click.echo(f"{st.id} saved")

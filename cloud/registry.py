@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypedDict
@@ -47,6 +47,18 @@ class Imported:
         return Imported(
             *(a + b for a, b in zip(asdict(self).values(), asdict(other).values(), strict=True))
         )
+
+
+_POSITION_COLUMNS = frozenset({"lat", "lon", "x_m", "y_m"})
+
+
+def _kept(rec: Mapping[str, Any], column: str, existing: object,
+          parse: Callable[[Any], Any]) -> Any:
+    """The record's value for ``column`` (parsed; empty clears it), or, when the record has
+    no such column, the existing entry's (None for a new one)."""
+    if column in rec:
+        return parse(rec[column])
+    return getattr(existing, column, None) if existing is not None else None
 
 
 class _StationFields(TypedDict):
@@ -146,17 +158,22 @@ class Registry:
         sid = _opt_text(rec.get("station") or rec.get("id"))
         if sid is None:
             raise InputError(f"{where}: a station needs an id (column station or id)")
-        lat, lon = self._latlon(rec, where)
         existing = self.store.get_station(sid)
+        # a column the record does not have keeps what the station has (a re-import of a
+        # file without the HJ 212 columns must not unpair its logger); an empty one clears
+        lat, lon = self._latlon(rec, where)
+        if existing is not None and not _POSITION_COLUMNS & rec.keys():
+            lat, lon = existing.lat, existing.lon
         fields: _StationFields = {
             "kind": _opt_text(rec.get("kind")) or (existing.kind if existing else "other"),
             "status": _opt_text(rec.get("status")) or status,
-            "name": _opt_text(rec.get("name")),
+            "name": _kept(rec, "name", existing, _opt_text),
             "lat": lat,
             "lon": lon,
-            "inlet_height_m": _opt_float(rec.get("inlet_height_m"), f"{where} inlet_height_m"),
-            "hj212_mn": _opt_text(rec.get("hj212_mn")),
-            "hj212_pw": _opt_text(rec.get("hj212_pw")),
+            "inlet_height_m": _kept(rec, "inlet_height_m", existing,
+                                    lambda v: _opt_float(v, f"{where} inlet_height_m")),
+            "hj212_mn": _kept(rec, "hj212_mn", existing, _opt_text),
+            "hj212_pw": _kept(rec, "hj212_pw", existing, _opt_text),
         }
         try:
             if existing is None:
@@ -169,19 +186,21 @@ class Registry:
         sid = _opt_text(rec.get("site") or rec.get("id"))
         if sid is None:
             raise InputError(f"{where}: a site needs an id (column site or id)")
-        lat, lon = self._latlon(rec, where)
         existing = self.store.get_site(sid)
+        lat, lon = self._latlon(rec, where)  # absent columns keep, as for a station
+        if existing is not None and not _POSITION_COLUMNS & rec.keys():
+            lat, lon = existing.lat, existing.lon
         try:
             return Site(
                 id=sid,
-                kind=_opt_text(rec.get("kind")) or "other",
-                name=_opt_text(rec.get("name")),
+                kind=_opt_text(rec.get("kind")) or (existing.kind if existing else "other"),
+                name=_kept(rec, "name", existing, _opt_text),
                 lat=lat,
                 lon=lon,
-                h_m=_opt_float(rec.get("h_m"), f"{where} h_m"),
-                control_level=_opt_text(rec.get("control_level")),
-                enterprise=_opt_text(rec.get("enterprise")),
-                address=_opt_text(rec.get("address")),
+                h_m=_kept(rec, "h_m", existing, lambda v: _opt_float(v, f"{where} h_m")),
+                control_level=_kept(rec, "control_level", existing, _opt_text),
+                enterprise=_kept(rec, "enterprise", existing, _opt_text),
+                address=_kept(rec, "address", existing, _opt_text),
                 persons=existing.persons if existing else (),
             )
         except InputError as exc:

@@ -51,6 +51,35 @@ def test_importing_keeps_what_the_station_reported(store: Store, tmp_path: Path)
     assert (m1.status, m1.kind, m1.first_seen) == ("confirmed", "micro", 1.0)
 
 
+def test_a_re_import_keeps_what_its_file_has_no_column_for(store: Store, tmp_path: Path) -> None:
+    """A second file with fewer columns updates what it has and keeps the rest: a station
+    list without the HJ 212 columns must not unpair the dust monitor's logger. An empty
+    cell clears its field."""
+    reg = Registry(store, DOMAIN)
+    full = tmp_path / "full.csv"
+    full.write_text("station,kind,name,lat,lon,inlet_height_m,hj212_mn,hj212_pw\n"
+                    "D1,dust,Gate 3,34.81,113.51,3.5,88888880000001,pw1\n")
+    reg.import_file(full)
+    (tmp_path / "names.csv").write_text("station,name\nD1,North gate\n")
+    reg.import_file(tmp_path / "names.csv")
+    d1 = store.get_station("D1")
+    assert (d1.name, d1.kind, d1.lat, d1.lon, d1.inlet_height_m) == (
+        "North gate", "dust", 34.81, 113.51, 3.5)
+    assert (d1.hj212_mn, d1.hj212_pw) == ("88888880000001", "pw1")
+    assert store.station_by_mn("88888880000001").id == "D1"
+    (tmp_path / "clear.csv").write_text("station,inlet_height_m\nD1,\n")
+    reg.import_file(tmp_path / "clear.csv")
+    assert store.get_station("D1").inlet_height_m is None
+    (tmp_path / "sites.csv").write_text(
+        "site,kind,name,lat,lon,h_m,enterprise\nS1,industrial,Works,34.8,113.5,30,ACME\n")
+    reg.import_file(tmp_path / "sites.csv")
+    (tmp_path / "sites2.csv").write_text("site,name\nS1,Works 2\n")
+    reg.import_file(tmp_path / "sites2.csv")
+    s1 = store.get_site("S1")
+    assert (s1.name, s1.kind, s1.h_m, s1.enterprise, s1.lat) == (
+        "Works 2", "industrial", 30.0, "ACME", 34.8)
+
+
 def test_sites_then_persons_and_the_sites_csv(store: Store, tmp_path: Path) -> None:
     (tmp_path / "sites.csv").write_text(
         "site,x_m,y_m,h_m,kind,name\nC-7,1200,800,2.0,construction,Block 7\nF-1,0,0,,industrial,\n"
@@ -145,3 +174,13 @@ def test_registry_commands(tmp_path: Path, cli) -> None:
     assert "NOPE" in r.stderr
     r = cli("cloud", "gaps", "--config", str(cfg))
     assert (r.code, r.stdout) == (0, "")
+    # `registry add` on a known station changes what is given, keeps the rest
+    r = cli("cloud", "registry", "add", "--config", str(cfg), "D7", "--kind", "dust",
+            "--lat", "34.8", "--lon", "113.5", "--mn", "MN7", "--pw", "pw7")
+    assert r.code == 0, r.stderr
+    r = cli("cloud", "registry", "add", "--config", str(cfg), "D7", "--name", "East gate")
+    assert r.code == 0, r.stderr
+    r = cli("cloud", "registry", "list", "--config", str(cfg), "--json")
+    d7 = next(json.loads(line) for line in r.stdout.splitlines() if '"D7"' in line)
+    assert (d7["name"], d7["kind"], d7["hj212_mn"], d7["hj212_pw_set"]) == (
+        "East gate", "dust", "MN7", True)
