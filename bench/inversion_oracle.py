@@ -19,14 +19,22 @@ chi-square, as ``cloud.inversion._locate`` does -- for:
   own hourly noise (white, by kind) with every hour's background and gradient and every
   station's constant offset projected out -- the expected statistic of a matched filter
   that knows the signal's shape is ``1 + ideal_lambda``; ``ideal_stat`` its realised value
-  on the window's data (the data also carry unmodelled local traffic and residual slopes).
+  on the window's data, ``ideal_stat_without_source`` on the same data with the source's
+  contribution taken off, ``ideal_noise_scale`` the reduced chi-square of those source-free
+  data under that noise model (about 1: the white noise is the noise that matters).
+
+With ``--ideal-scan`` the matched filter scans every cell instead (columns: the
+inversion's H, and with ``--physics-step N`` also the generator's plume physics for a
+source at each cell centre, every N-th minute: slow), on the window's data and on the
+same data without the source (a null window): ``<columns>_y`` the best cell's statistic,
+``<columns>_y_dist_m`` its distance from the truth, ``<columns>_y_without_source``.
 
 Plus the twin's true rate, distance from the source to the nearest station, its largest
 true hourly enhancement at a station, and whether the inversion (run as the bench runs
 it) placed it within 250 m. In ``null`` windows only ``scan`` is computed.
 
     python bench/inversion_oracle.py [--twins 100] [--seed 1000] [--scenario single]
-        [--misses-only]
+        [--seeds 1013,2080] [--misses-only] [--ideal-scan [--physics-step 3]]
 """
 
 from __future__ import annotations
