@@ -282,35 +282,15 @@ class Service:
                 done.append(cal)
         return done
 
-    # -- hooks for the parts other issues bring ---------------------------------------
-    def _inversion_part(self) -> Part | None:
-        """HOOK (inversion): the hourly inversion of ``cloud/hourly.py`` (branch science).
+    # -- the parts that live in their own modules ----------------------------------------
+    def _inversion_part(self) -> Part:
+        """The hourly inversion (``cloud.hourly_part``): ``HourlyJob`` fed by the fusion's
+        hourly OBS/MET rows, results kept by ``save_inversion``, hits handed to
+        ``sources_found`` (every ``source_listeners`` entry, e.g. the alerts)."""
+        from cloud.hourly_part import make_part
 
-        Wired as ``HourlyJob(clock, fetch_inputs, save_result, on_sources)`` with
-        ``fetch_inputs = self.fusion.inversion_inputs`` (OBS and MET rows of an hour,
-        DESIGN 4.3), ``save_result = self.save_inversion`` (kept in the store) and
-        ``on_sources = self.sources_found`` (handed to every ``source_listeners`` entry,
-        e.g. the alerts). ``cloud.hourly.make_part(service)``, when it exists, wins. Until the
-        module lands, ``[inversion] enabled = true`` only warns."""
-        try:
-            from cloud import hourly
-        except ImportError:
-            log.warning("inversion: enabled in the config but cloud.hourly is not in this build")
-            return None
-        factory = getattr(hourly, "make_part", None)
-        if factory is not None:
-            return factory(self)  # type: ignore[no-any-return]
-        job_class = getattr(hourly, "HourlyJob", None)
-        if job_class is None:
-            log.warning("inversion: cloud.hourly has neither make_part nor HourlyJob; not started")
-            return None
-        job = job_class(
-            clock=self.clock,
-            fetch_inputs=self.fusion.inversion_inputs,
-            save_result=self.save_inversion,
-            on_sources=self.sources_found,
-        )
-        return JobPart("inversion", job, self.clock)
+        part: Part = make_part(self)
+        return part
 
     def save_inversion(self, hour_start: float, result: Any, quantity: str = "pm10") -> None:
         """Keep an hour's RESULT.json (a mapping, or an object with ``to_json()``)."""
@@ -324,16 +304,12 @@ class Service:
             except Exception:
                 log.exception("inversion: a sources listener failed")
 
-    def _alerts_part(self) -> Part | None:
-        """HOOK (alerts): ``cloud/alerts.py`` exposes ``make_part(service) -> Part`` (it gets
-        the store, the config's ``part_table("alerts")``, ``commander`` and ``clock``)."""
-        try:
-            from cloud import alerts
-        except ImportError:
-            log.warning("alerts: enabled in the config but cloud.alerts is not in this build")
-            return None
-        factory = getattr(alerts, "make_part", None)
-        return None if factory is None else factory(self)
+    def _alerts_part(self) -> Part:
+        """The alerts (``cloud.alerts_part``): the store, ``part_table("alerts")``, the
+        ``commander`` and the clock."""
+        from cloud.alerts_part import make_part
+
+        return make_part(self)
 
     # -- lifecycle --------------------------------------------------------------------
     def _build(self) -> list[Part]:
@@ -351,13 +327,9 @@ class Service:
         if cfg.fusion.enabled:
             parts.append(FusionPart(self))
         if cfg.inversion_enabled:
-            part = self._inversion_part()
-            if part is not None:
-                parts.append(part)
+            parts.append(self._inversion_part())
         if cfg.alerts_enabled:
-            part = self._alerts_part()
-            if part is not None:
-                parts.append(part)
+            parts.append(self._alerts_part())
         if cfg.api.enabled:
             parts.append(ApiPart(self))
         return parts
