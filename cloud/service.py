@@ -1,6 +1,6 @@
 """What ``airtrace cloud run`` starts: the store and the parts the config switches on —
-``ingest`` (MQTT), ``hj212`` (TCP), ``fusion`` (health, co-location), ``api`` (HTTP), and
-the hooks for ``inversion`` and ``alerts`` — in one process, until SIGTERM or SIGINT.
+``ingest`` (MQTT), ``hj212`` (TCP), ``fusion`` (health, co-location), ``api`` (HTTP), the
+hourly ``inversion`` and the ``alerts`` — in one process, until SIGTERM or SIGINT.
 
 Every part has ``start()`` and ``stop()``; a part that fails to start stops the service
 with one clear line. Stopping runs in reverse order, ingest last so what it holds is
