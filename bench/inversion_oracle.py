@@ -51,7 +51,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import emit
-from bench.inversion_twins import BASE, SCENARIOS, WINDOW
+from bench.inversion_twins import SCENARIOS, make_twin
 from cloud.inversion import (
     _cell_heights,
     _hour_mets,
@@ -64,29 +64,8 @@ from cloud.inversion import (
 )
 from cloud.inversion_matrix import Grid, MatrixCache
 from cloud.inversion_scan import Scanner, Stack, profile
-from cloud.inversion_types import InversionConfig
-from cloud.invert_io import met_from_dicts, obs_from_dicts
 from firmware_sim.world import World
 from firmware_sim.world_sensors import SPECS
-
-
-def _twin(seed: int, scenario: str) -> tuple[World, list[int], Any, Any, InversionConfig]:
-    spec = {**BASE, **SCENARIOS[scenario]}
-    no_class = bool(spec.pop("_no_stability", False))
-    as_job = bool(spec.pop("_as_hourly_job", False))
-    rng = np.random.default_rng(seed)
-    if spec["n_sources"] is None:
-        spec["n_sources"] = int(rng.integers(2, 4))
-    world = World.generate(seed, **spec)
-    start = world.start + 3600 * int(rng.integers(0, 24))
-    hours = world.hour_starts([start + 3600 * i for i in range(WINDOW)])
-    obs = obs_from_dicts(world.hourly_obs(hours))
-    met = met_from_dicts(world.hourly_met(hours, stability=not no_class))
-    cfg = InversionConfig(inventory=False)
-    if as_job:
-        cfg = InversionConfig(inventory=False, lat_lon=tuple(world.origin_lat_lon),
-                              class_from_sigma_theta=False)
-    return world, hours, obs, met, cfg
 
 
 def _cost_fixed(st: Stack, src: np.ndarray, f: float) -> tuple[float, float]:
@@ -200,7 +179,7 @@ def ideal_scan(seed: int, scenario: str, physics_step: int = 0) -> dict[str, Any
     constant rate, station offsets and hourly background + gradient as nuisance. In a
     single-source window the data are scanned twice: as they are, and with the source's
     own contribution taken off (the same window's noise alone: a null window)."""
-    world, hours, obs, met, cfg = _twin(seed, scenario)
+    world, hours, obs, met, cfg = make_twin(seed, scenario)
     grid = Grid(*world.domain, cell=cfg.cell_m)
     mets, _, _, _ = _hour_mets(sorted({r.time for r in obs}), met, cfg)
     win = _Window(obs, mets, grid, _cell_heights(grid, (), cfg), cfg, MatrixCache())
@@ -242,7 +221,7 @@ def ideal_scan(seed: int, scenario: str, physics_step: int = 0) -> dict[str, Any
 
 
 def analyse(seed: int, scenario: str, run_inversion: bool = True) -> dict[str, Any]:
-    world, hours, obs, met, cfg = _twin(seed, scenario)
+    world, hours, obs, met, cfg = make_twin(seed, scenario)
     out: dict[str, Any] = {"seed": seed}
     if run_inversion:
         res = invert(obs, met, world.domain, config=cfg)

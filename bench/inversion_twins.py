@@ -77,7 +77,8 @@ WINDOW = 12
 VISIBLE = 20.0
 
 
-def one_twin(seed: int, scenario: str) -> dict[str, Any]:
+def make_twin(seed: int, scenario: str) -> tuple[World, list[int], Any, Any, InversionConfig]:
+    """One twin: its world, the window's hours, the OBS and MET rows, the configuration."""
     spec = {**BASE, **SCENARIOS[scenario]}
     no_class = bool(spec.pop("_no_stability", False))
     as_job = bool(spec.pop("_as_hourly_job", False))
@@ -89,12 +90,17 @@ def one_twin(seed: int, scenario: str) -> dict[str, Any]:
     hours = world.hour_starts([start + 3600 * i for i in range(WINDOW)])
     obs = obs_from_dicts(world.hourly_obs(hours))
     met = met_from_dicts(world.hourly_met(hours, stability=not no_class))
-    t = time.perf_counter()
     cfg = InversionConfig(inventory=False)
     if as_job:  # the hourly job's met: no class; the class from wind and sun, sigma_theta
         # (the hour's, meander included) only for the meander
         cfg = InversionConfig(inventory=False, lat_lon=tuple(world.origin_lat_lon),
                               class_from_sigma_theta=False)  # fmt: skip
+    return world, hours, obs, met, cfg
+
+
+def one_twin(seed: int, scenario: str) -> dict[str, Any]:
+    world, hours, obs, met, cfg = make_twin(seed, scenario)
+    t = time.perf_counter()
     res = invert(obs, met, world.domain, config=cfg)
     seconds = time.perf_counter() - t
     truth = world.truth(hours)
