@@ -206,6 +206,20 @@ def inversion_twins(doc: Doc) -> list[Fig]:
     return out
 
 
+def inversion_oracle(doc: Doc) -> list[Fig]:
+    """The scan against what the truth's position holds, twin by twin."""
+    twins = doc.get("twins") or []
+    if not twins:
+        return []
+    n = len(twins)
+    hits = sum(1 for t in twins if t.get("hit"))
+    clear = sum(1 for t in twins if _num(t.get("cell")) and t["cell"] >= t["threshold"])
+    return [
+        fig("share within 250 m", round(hits / n, 3), "share",
+            "share whose true cell's statistic clears the threshold", round(clear / n, 3)),
+    ]  # fmt: skip
+
+
 def map_snapshot(doc: Doc) -> list[Fig]:
     return [
         fig("snapshot_s", doc["snapshot_s"], "s", "GET /api/v1/stations",
@@ -274,6 +288,7 @@ PLAN: tuple[Bench, ...] = (
     Bench("ingest", ("--readings", "100000", "--latency-seconds", "3"), ingest),
     Bench("inversion_speed", (), inversion_speed),
     Bench("inversion_twins", ("--twins", "8"), inversion_twins),
+    Bench("inversion_oracle", ("--twins", "8"), inversion_oracle),
     Bench("map_snapshot", ("--repeat", "5"), map_snapshot),
     Bench("bench_sim", ("--stations", "30", "--seconds", "5")),
     Bench("e2e_latency", ("--seconds", "15", "--orders", "30", "--roundtrips", "200"),
