@@ -196,8 +196,7 @@ def parse(data: bytes | str, *, bad_values: str = "raise") -> Packet:
     ``bad_values="skip"``: then that field is left out of ``cp`` and listed in
     ``Packet.skipped``, so a logger whose one channel sends ``--`` keeps the packet's other
     values (the frame and its CRC are sound; only that value is unusable)."""
-    if bad_values not in ("raise", "skip"):
-        raise ValueError(f"bad_values must be 'raise' or 'skip', not {bad_values!r}")
+    _check_bad_values(bad_values)
     if isinstance(data, str):
         try:
             raw = data.encode("utf-8")
@@ -212,6 +211,11 @@ def parse(data: bytes | str, *, bad_values: str = "raise") -> Packet:
     elif raw.endswith(b"\n"):
         raw = raw[:-1]
     return _parse_segment(_decode_text(_check_frame(raw)), skip=bad_values == "skip")
+
+
+def _check_bad_values(bad_values: str) -> None:
+    if bad_values not in ("raise", "skip"):
+        raise ValueError(f"bad_values must be 'raise' or 'skip', not {bad_values!r}")
 
 
 def _check_frame(frame: bytes) -> bytes:
@@ -638,8 +642,7 @@ class Hj212Stream(FrameSplitter[Packet, Hj212Error]):
     largest frame a length field can announce."""
 
     def __init__(self, *, report_every: int = 4096, bad_values: str = "raise") -> None:
-        if bad_values not in ("raise", "skip"):
-            raise ValueError(f"bad_values must be 'raise' or 'skip', not {bad_values!r}")
+        _check_bad_values(bad_values)  # at construction, not at the first frame
         super().__init__(
             syncs=(b"##",),
             measure=_measure,

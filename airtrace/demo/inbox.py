@@ -12,6 +12,7 @@ from typing import Any
 
 _HOST = "127.0.0.1"
 
+
 class Inbox:
     """``start()``, then ``url``; ``messages`` holds what came, each with ``signed_ok``."""
 
